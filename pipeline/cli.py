@@ -1,0 +1,138 @@
+"""The ``huisclos`` command: a thin layer over :class:`huisclos.pipeline.Huisclos`.
+
+Exit codes: 0 success (even when some files failed: they are listed in the
+summary and in ``status``), 1 the run could not proceed (bad settings, key,
+store), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from huisclos.config import HuisclosError, install_network_guard, load_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("huisclos")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="huisclos",
+        description="Private document assistant: index client folders into an encrypted "
+        "local store and search them. Nothing leaves the machine.",
+    )
+    parser.add_argument("--home", help="vault directory (default: $HUISCLOS_HOME)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (ids, counts)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    index = sub.add_parser("index", help="index (or re-index incrementally) client folders")
+    index.add_argument("paths", nargs="+", help="root folders (one subfolder per client)")
+    index.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    status = sub.add_parser("status", help="what the vault holds, and failed files")
+    status.add_argument("--json", action="store_true")
+
+    search = sub.add_parser("search", help="passages closest to a query")
+    search.add_argument("query")
+    search.add_argument("--client", help="only this client's documents")
+    search.add_argument("--top-k", type=int, default=5)
+    search.add_argument("--json", action="store_true")
+    return parser
+
+
+def _progress_bar(enabled: bool) -> Any:
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="file", desc="indexing", file=sys.stderr, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, update
+
+
+def _print_index(report: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        return
+    print(
+        f"{report.added} added, {report.updated} updated, {report.moved} moved, "
+        f"{report.removed} removed, {report.unchanged} unchanged, {report.failed} failed; "
+        f"{report.chunks_written} chunks written in {report.seconds:.1f} s"
+    )
+    for failure in report.failures:
+        print(f"  failed: {failure['path']}: {failure['reason']}")
+
+
+def _print_status(status: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(status.to_dict(), ensure_ascii=False))
+        return
+    print(f"vault: {status.vault} ({status.store}, model {status.embedding_model})")
+    print(f"{status.files} files, {status.chunks} chunks, {status.failed} failed")
+    for client in status.clients:
+        print(f"  {client.name}: {client.files} files, {client.chunks} chunks")
+    for failure in status.failures:
+        print(f"  failed: {failure['path']}: {failure['reason']}")
+
+
+def _print_hits(hits: Sequence[Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"hits": [hit.to_dict() for hit in hits]}, ensure_ascii=False))
+        return
+    if not hits:
+        print("no match")
+    for rank, hit in enumerate(hits, 1):
+        where = hit.path + (f" › {hit.source}" if hit.source else "")
+        where += f", p. {hit.page}" if hit.page else ""
+        print(f"[{rank}] {where} ({hit.client}, score {hit.score:.3f})")
+        print("    " + " ".join(hit.text.split())[:300])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``huisclos`` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        overrides = {"home": args.home} if args.home else {}
+        settings = load_settings(**overrides)
+        install_network_guard(settings.network_hosts())
+        from huisclos.pipeline.api import Huisclos
+
+        with Huisclos(settings) as hc:
+            if args.command == "index":
+                bar, update = _progress_bar(sys.stderr.isatty() and not args.json)
+                try:
+                    report = hc.index(*args.paths, progress=update)
+                finally:
+                    if bar is not None:
+                        bar.close()
+                _print_index(report, args.json)
+            elif args.command == "status":
+                _print_status(hc.status(), args.json)
+            elif args.command == "search":
+                _print_hits(hc.search(args.query, client=args.client, top_k=args.top_k), args.json)
+    except HuisclosError as exc:
+        print(f"huisclos: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("huisclos: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

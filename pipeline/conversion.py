@@ -1,0 +1,148 @@
+"""Converting files to text elements in worker processes, with a time limit.
+
+Parsing is CPU-bound and some parsers hang or crash on hostile files, so
+conversion runs in a pool of spawned processes (the main process embeds
+meanwhile). Each file gets a wall-clock limit; a worker that dies takes
+only its file down: the pool is rebuilt and the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from types import FrameType
+
+from huisclos.config import ParseError, Settings, install_network_guard
+from huisclos.connectors.convert import TextElement, convert_file
+from huisclos.connectors.scan import SourceFile
+
+__all__ = ["CRASHED", "Converted", "Converter"]
+
+log = logging.getLogger(__name__)
+
+CRASHED = "parser crashed"
+TIMED_OUT = "timed out"
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    """The outcome of converting one file: elements, or a failure reason."""
+
+    file: SourceFile
+    elements: list[TextElement]
+    reason: str | None = None
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise _Timeout
+
+
+def _worker_init(allowed_hosts: tuple[str, ...]) -> None:
+    install_network_guard(allowed_hosts)
+
+
+def convert_with_limit(
+    file: SourceFile, ocr_languages: str, max_bytes: int, timeout: float
+) -> Converted:
+    """Convert one file under a wall-clock limit (main thread of a process)."""
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        elements = convert_file(
+            file.path, file.kind, ocr_languages=ocr_languages, max_bytes=max_bytes
+        )
+        return Converted(file, elements)
+    except ParseError as exc:
+        return Converted(file, [], exc.reason)
+    except _Timeout:
+        return Converted(file, [], TIMED_OUT)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Converter:
+    """Converts files, in a process pool or (``convert_workers=0``) in-process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._workers = settings.convert_workers
+        self._ocr = settings.ocr_languages
+        self._max_bytes = int(settings.max_file_mb * 1024 * 1024)
+        self._timeout = settings.file_timeout_seconds
+        self._hosts = settings.network_hosts()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(self._hosts,),
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def map(self, files: Iterable[SourceFile]) -> Iterator[Converted]:
+        """Convert files, yielding results as they complete (bounded in flight)."""
+        if self._workers == 0:
+            for file in files:
+                yield convert_with_limit(file, self._ocr, self._max_bytes, self._timeout)
+            return
+        if self._pool is None:
+            self._pool = self._new_pool()
+        limit = self._workers * 2 + 1
+        pending: dict[Future[Converted], SourceFile] = {}
+        queue = iter(files)
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < limit:
+                file = next(queue, None)
+                if file is None:
+                    exhausted = True
+                    break
+                future = self._pool.submit(
+                    convert_with_limit, file, self._ocr, self._max_bytes, self._timeout
+                )
+                pending[future] = file
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            suspects: list[SourceFile] = []
+            for future in done:
+                file = pending.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    suspects.append(file)
+            if suspects:
+                # The pool died with every file in flight: find the culprit by
+                # converting each of them alone in a fresh pool.
+                suspects.extend(pending.values())
+                pending.clear()
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                for file in suspects:
+                    yield self._convert_alone(file)
+                self._pool = self._new_pool()
+
+    def _convert_alone(self, file: SourceFile) -> Converted:
+        pool = self._new_pool()
+        try:
+            future = pool.submit(convert_with_limit, file, self._ocr, self._max_bytes, self._timeout)
+            return future.result()
+        except BrokenProcessPool:
+            log.warning("a conversion worker died on one file; marking it failed")
+            return Converted(file, [], CRASHED)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,373 @@
+"""Incremental ingest: roots on disk into the encrypted index.
+
+One run compares each root with the manifest and does only what changed:
+
+- unchanged (same size and mtime, or same content): nothing;
+- moved (a new path whose content a vanished path had): the manifest row is
+  re-pointed, and within one client no chunk is touched; across clients the
+  chunks are re-encrypted under the new client's key, with their embeddings;
+- added or modified: converted, chunked, embedded (the Haystack pipeline
+  ``TokenChunker → DocumentEmbedder``), encrypted, written in batches;
+- removed: chunks and row deleted.
+
+Crash safety: a new file id is recorded as an intent before its chunks are
+written; the manifest row that adopts it is committed after; chunks of the
+replaced version are deleted last. :func:`recover` deletes the chunks of any
+intent no row adopted, so a crash at any point leaves no duplicate and no
+orphan once the next run starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from haystack import Document, Pipeline
+
+from huisclos.config import ConfigError, Settings
+from huisclos.connectors.scan import SourceFile, ignore_filter, scan_root
+from huisclos.index.manifest import FileRecord
+from huisclos.index.store import ChunkRecord
+from huisclos.index.vault import Vault
+from huisclos.pipeline.chunking import TokenChunker
+from huisclos.pipeline.conversion import Converted, Converter
+from huisclos.pipeline.embedding import DocumentEmbedder
+
+__all__ = ["IndexReport", "Ingestor", "build_ingest_pipeline", "recover"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called with (files done, files to convert) as conversion proceeds."""
+
+EMPTY = "empty: no text found"
+_BATCH_ELEMENTS = 400
+_BATCH_FILES = 32
+
+
+@dataclass(slots=True)
+class IndexReport:
+    """What one index run did. Counts are files, except ``chunks_written``."""
+
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    chunks_written: int = 0
+    chunks_removed: int = 0
+    seconds: float = 0.0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def build_ingest_pipeline(settings: Settings) -> Pipeline:
+    """The Haystack pipeline from text elements to embedded chunks."""
+    pipeline = Pipeline()
+    pipeline.add_component(
+        "chunker",
+        TokenChunker(
+            model=settings.embedding_model,
+            threads=settings.threads,
+            chunk_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+        ),
+    )
+    pipeline.add_component(
+        "embedder", DocumentEmbedder(model=settings.embedding_model, threads=settings.threads)
+    )
+    pipeline.connect("chunker.documents", "embedder.documents")
+    return pipeline
+
+
+def recover(vault: Vault) -> int:
+    """Delete chunks left by an interrupted run; returns how many file ids were cleaned."""
+    pending = vault.manifest.pending_intents()
+    if pending:
+        log.info("recovering %d interrupted file writes", len(pending))
+        vault.store.delete_files(pending)
+        vault.manifest.clear_intents(pending)
+    return len(pending)
+
+
+def _content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _chunk_id(file_id: str, n: int) -> str:
+    return f"{file_id}-{n}"
+
+
+@dataclass(slots=True)
+class _Change:
+    file: SourceFile
+    root_id: str
+    path_id: str
+    content_id: str
+    old: FileRecord | None
+
+
+class Ingestor:
+    """Runs index passes over roots into one vault."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        self.settings = vault.settings
+        self._pipeline = build_ingest_pipeline(self.settings)
+        self._keep = ignore_filter(self.settings.ignore_patterns)
+
+    def warm_up(self) -> None:
+        self._pipeline.warm_up()
+
+    # --- the run --------------------------------------------------------------
+
+    def index(self, roots: Iterable[Path], progress: Progress | None = None) -> IndexReport:
+        """Bring the index in line with the files under ``roots``.
+
+        Raises:
+            ConfigError: a root does not exist or is not a directory (nothing
+                is removed from the index in that case).
+        """
+        started = time.monotonic()
+        resolved = []
+        for root in roots:
+            path = Path(root).expanduser().resolve()
+            if not path.is_dir():
+                raise ConfigError(f"{root} is not a directory; give the folder of client folders")
+            resolved.append(path)
+        report = IndexReport()
+        recover(self.vault)
+        changes: list[_Change] = []
+        for root in resolved:
+            changes.extend(self._diff_root(root, report))
+        self._convert_and_write(changes, report, progress)
+        report.seconds = round(time.monotonic() - started, 3)
+        log.info(
+            "index run: %d added, %d updated, %d moved, %d removed, %d unchanged, %d failed, "
+            "%d chunks written in %.1fs",
+            report.added, report.updated, report.moved, report.removed,
+            report.unchanged, report.failed, report.chunks_written, report.seconds,
+        )  # fmt: skip
+        return report
+
+    def _diff_root(self, root: Path, report: IndexReport) -> list[_Change]:
+        keys, manifest = self.vault.keys, self.vault.manifest
+        root_id = keys.blind("root", str(root))
+        manifest.put_root(root_id, keys.vault_cipher.encrypt(str(root), root_id))
+        known = manifest.files_under(root_id)
+        seen: set[str] = set()
+        candidates: list[tuple[SourceFile, str, FileRecord | None]] = []
+        for file in scan_root(root, self._keep):
+            path_id = keys.blind("path", f"{root_id}\x00{file.rel}")
+            seen.add(path_id)
+            old = known.get(path_id)
+            if old and old.size == file.size and old.mtime_ns == file.mtime_ns:
+                report.unchanged += 1
+            else:
+                candidates.append((file, path_id, old))
+        missing = {row.content_id: row for pid, row in known.items() if pid not in seen}
+        changes: list[_Change] = []
+        for file, path_id, old in candidates:
+            try:
+                content_id = keys.blind("content", _content_hash(file.path))
+            except OSError:
+                seen.discard(path_id)  # vanished since the scan: handled as missing below
+                if old is not None:
+                    missing.setdefault(old.content_id, old)
+                continue
+            if old is not None and old.content_id == content_id:
+                manifest.touch(path_id, file.size, file.mtime_ns)
+                report.unchanged += 1
+            elif old is None and content_id in missing:
+                self._move(missing.pop(content_id), file, path_id, root_id, report)
+            else:
+                changes.append(_Change(file, root_id, path_id, content_id, old))
+        self._remove(list(missing.values()), report)
+        return changes
+
+    # --- moves and removals ----------------------------------------------------
+
+    def _move(
+        self, old: FileRecord, file: SourceFile, path_id: str, root_id: str, report: IndexReport
+    ) -> None:
+        vault = self.vault
+        cipher = vault.client_cipher(file.client)
+        if cipher.client_id == old.client_id:
+            file_id = old.file_id
+        else:
+            file_id = self._reencrypt(old, cipher.client_id)
+        record = FileRecord(
+            path_id=path_id, root_id=root_id, client_id=cipher.client_id, file_id=file_id,
+            path_ct=cipher.encrypt(file.rel, file_id), content_id=old.content_id,
+            kind=file.kind, size=file.size, mtime_ns=file.mtime_ns, state=old.state,
+            reason=old.reason, chunks=old.chunks, updated=time.time(),
+        )  # fmt: skip
+        with vault.manifest.transaction():
+            vault.manifest.delete_file(old.path_id)
+            vault.manifest.put_file(record)
+            if file_id != old.file_id:
+                vault.manifest.add_intents([old.file_id])
+        if file_id != old.file_id:
+            vault.store.delete_files([old.file_id])
+            vault.manifest.clear_intents([old.file_id])
+        report.moved += 1
+        if record.state == "failed":
+            report.failed += 1
+
+    def _reencrypt(self, old: FileRecord, client_id: str) -> str:
+        """Copy a file's chunks under a new file id and client key; no re-embedding."""
+        source = self.vault.keys.cipher(old.client_id, create=False)
+        target = self.vault.keys.cipher(client_id)
+        file_id = secrets.token_hex(16)
+        records = []
+        for chunk in self.vault.store.get_file_chunks(old.file_id):
+            payload = source.decrypt(chunk.meta["ct"], chunk.id)
+            new_id = _chunk_id(file_id, chunk.meta["n"])
+            meta = {**chunk.meta, "client": client_id, "file": file_id}
+            meta["ct"] = target.encrypt(payload, new_id)
+            records.append(ChunkRecord(new_id, chunk.embedding, meta))  # type: ignore[arg-type]
+        self.vault.manifest.add_intents([file_id])
+        self.vault.store.upsert(records)
+        return file_id
+
+    def _remove(self, rows: list[FileRecord], report: IndexReport) -> None:
+        if not rows:
+            return
+        manifest = self.vault.manifest
+        with manifest.transaction():
+            for row in rows:
+                manifest.delete_file(row.path_id)
+            manifest.add_intents(row.file_id for row in rows)
+        ids = [row.file_id for row in rows]
+        self.vault.store.delete_files(ids)
+        manifest.clear_intents(ids)
+        report.removed += len(rows)
+        report.chunks_removed += sum(row.chunks for row in rows)
+
+    # --- conversion, embedding, writing ----------------------------------------
+
+    def _convert_and_write(
+        self, changes: list[_Change], report: IndexReport, progress: Progress | None
+    ) -> None:
+        if not changes:
+            return
+        by_file = {(change.file.root, change.file.rel): change for change in changes}
+        converter = Converter(self.settings)
+        done = 0
+        try:
+            for batch in self._batches(converter.map(change.file for change in changes)):
+                self._write_batch([(by_file[(c.file.root, c.file.rel)], c) for c in batch], report)
+                done += len(batch)
+                if progress:
+                    progress(done, len(changes))
+        finally:
+            converter.close()
+
+    @staticmethod
+    def _batches(results: Iterator[Converted]) -> Iterator[list[Converted]]:
+        batch: list[Converted] = []
+        elements = 0
+        for result in results:
+            batch.append(result)
+            elements += len(result.elements)
+            if elements >= _BATCH_ELEMENTS or len(batch) >= _BATCH_FILES:
+                yield batch
+                batch, elements = [], 0
+        if batch:
+            yield batch
+
+    def _write_batch(self, batch: list[tuple[_Change, Converted]], report: IndexReport) -> None:
+        vault = self.vault
+        file_ids = {id(change): secrets.token_hex(16) for change, _ in batch}
+        documents = [
+            Document(
+                content=element.text,
+                meta={
+                    "file_id": file_ids[id(change)],
+                    "source": element.source or "",
+                    "page": element.page or 0,
+                    "section": element.section or "",
+                },
+            )
+            for change, converted in batch
+            for element in converted.elements
+            if element.text.strip()
+        ]
+        chunks: list[Document] = []
+        if documents:
+            out = self._pipeline.run({"chunker": {"documents": documents}})
+            chunks = out["embedder"]["documents"]
+        by_file: dict[str, list[Document]] = {}
+        for chunk in chunks:
+            by_file.setdefault(chunk.meta["file_id"], []).append(chunk)
+
+        records: list[ChunkRecord] = []
+        rows: list[tuple[_Change, FileRecord]] = []
+        for change, converted in batch:
+            file_id = file_ids[id(change)]
+            cipher = vault.client_cipher(change.file.client)
+            file_chunks = by_file.get(file_id, [])
+            reason = converted.reason or (None if file_chunks else EMPTY)
+            for chunk in file_chunks:
+                chunk_id = _chunk_id(file_id, chunk.meta["n"])
+                payload = json.dumps(
+                    {"text": chunk.content, "source": chunk.meta["source"],
+                     "section": chunk.meta["section"]},
+                    ensure_ascii=False,
+                )  # fmt: skip
+                records.append(
+                    ChunkRecord(
+                        chunk_id,
+                        chunk.embedding or [],
+                        {"client": cipher.client_id, "file": file_id, "page": chunk.meta["page"],
+                         "n": chunk.meta["n"], "ct": cipher.encrypt(payload, chunk_id)},
+                    )  # fmt: skip
+                )
+            rows.append(
+                (
+                    change,
+                    FileRecord(
+                        path_id=change.path_id, root_id=change.root_id,
+                        client_id=cipher.client_id, file_id=file_id,
+                        path_ct=cipher.encrypt(change.file.rel, file_id),
+                        content_id=change.content_id, kind=change.file.kind,
+                        size=change.file.size, mtime_ns=change.file.mtime_ns,
+                        state="failed" if reason else "indexed", reason=reason,
+                        chunks=0 if reason else len(file_chunks), updated=time.time(),
+                    ),
+                )
+            )  # fmt: skip
+
+        manifest = vault.manifest
+        manifest.add_intents(row.file_id for _, row in rows)
+        written = vault.store.upsert(records)
+        replaced = [change.old.file_id for change, _ in rows if change.old is not None]
+        with manifest.transaction():
+            for _, row in rows:
+                manifest.put_file(row)
+            manifest.add_intents(replaced)
+        if replaced:
+            vault.store.delete_files(replaced)
+            manifest.clear_intents(replaced)
+        report.chunks_written += written
+        for change, row in rows:
+            if row.state == "failed":
+                report.failed += 1
+                report.failures.append({"path": change.file.rel, "reason": row.reason or ""})
+            elif change.old is None:
+                report.added += 1
+            else:
+                report.updated += 1

@@ -1,0 +1,85 @@
+"""Searching the encrypted index: embed, retrieve (optionally one client), decrypt."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+from huisclos.config import ConfigError
+from huisclos.index.vault import Vault
+from huisclos.pipeline.embedding import TextEmbedder
+
+__all__ = ["SearchHit", "Searcher"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One passage found. ``path`` is relative to its root."""
+
+    path: str
+    client: str
+    page: int | None
+    score: float
+    text: str
+    source: str | None = None
+    """For an e-mail attachment: the attachment's file name."""
+    section: str | None = None
+    """Sheet name or slide title, when the format has one."""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Searcher:
+    """Dense search over one vault."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        settings = vault.settings
+        self._embedder = TextEmbedder(model=settings.embedding_model, threads=settings.threads)
+
+    def warm_up(self) -> None:
+        self._embedder.warm_up()
+
+    def search(self, query: str, *, client: str | None = None, top_k: int = 5) -> list[SearchHit]:
+        """The ``top_k`` passages closest to ``query``, best first.
+
+        Raises:
+            ConfigError: ``top_k`` is not positive, or ``client`` is unknown.
+            TamperedError: a stored record failed authentication.
+        """
+        if top_k < 1:
+            raise ConfigError("top_k must be at least 1")
+        vault = self.vault
+        client_id = None
+        if client is not None:
+            client_id = vault.keys.client_id(client)
+            if client_id not in vault.manifest.clients():
+                raise ConfigError(f"no indexed client is named {client!r}; see `huisclos status`")
+        embedding = self._embedder.run(text=query)["embedding"]
+        hits = vault.store.query(embedding, top_k, client_id)
+        files = vault.manifest.by_file_ids(hit.meta["file"] for hit in hits)
+        names = vault.client_names()
+        results = []
+        for hit in hits:
+            record = files.get(hit.meta["file"])
+            if record is None:  # written by a run that has not committed yet
+                continue
+            cipher = vault.keys.cipher(record.client_id, create=False)
+            payload = json.loads(cipher.decrypt(hit.meta["ct"], hit.id))
+            results.append(
+                SearchHit(
+                    path=cipher.decrypt(record.path_ct, record.file_id),
+                    client=names.get(record.client_id, ""),
+                    page=hit.meta["page"] or None,
+                    score=round(1.0 - hit.distance, 6),
+                    text=payload["text"],
+                    source=payload.get("source") or None,
+                    section=payload.get("section") or None,
+                )
+            )
+        log.info("search returned %d hits", len(results))
+        return results
