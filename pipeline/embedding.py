@@ -97,7 +97,7 @@ class SentenceTransformerModel:
         except Exception as exc:  # noqa: BLE001 - torch/transformers raise many types
             raise EmbeddingError(f"cannot load the embedding model at {path}: {exc}") from exc
         self.name = path.name
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        self.dim = int(self._model.get_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length)
         self._tokenizer: Any = self._model.tokenizer
 
