@@ -321,9 +321,32 @@ def _convert_text(path: Path, kind: str, languages: list[str], max_bytes: int | 
 def _convert_docx(path: Path, kind: str, languages: list[str], max_bytes: int | None, depth: int) -> list[TextElement]:
     _reject_encrypted_office(path, kind)
     _ensure_unstructured()
+    return _docx_elements(path)
+
+
+def _docx_elements(path: Path) -> list[TextElement]:
     from unstructured.partition.docx import partition_docx
 
-    return _from_unstructured(partition_docx(filename=str(path), languages=[""], infer_table_structure=False))
+    elements = _from_unstructured(partition_docx(filename=str(path), languages=[""], infer_table_structure=False))
+    if elements:
+        return elements
+    # python-docx (hence unstructured) skips runs inside tracked insertions (<w:ins>); a document
+    # made only of unaccepted insertions would come out empty. Fall back to the raw paragraphs.
+    return _docx_raw_paragraphs(path)
+
+
+def _docx_raw_paragraphs(path: Path) -> list[TextElement]:
+    from lxml import etree
+
+    w = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+    with zipfile.ZipFile(path) as zf:
+        root = etree.fromstring(zf.read("word/document.xml"), parser=etree.XMLParser(resolve_entities=False, huge_tree=False))
+    out: list[TextElement] = []
+    for paragraph in root.iter(f"{w}p"):
+        text = "".join(node.text or "" for node in paragraph.iter(f"{w}t")).strip()
+        if text:
+            out.append(TextElement(text=text))
+    return out
 
 
 def _convert_pptx(path: Path, kind: str, languages: list[str], max_bytes: int | None, depth: int) -> list[TextElement]:
@@ -462,11 +485,7 @@ def _convert_legacy(path: Path, kind: str, languages: list[str], max_bytes: int 
         converted = _soffice_convert(path, kind, target, Path(tmp))
         _ensure_unstructured()
         if target == "docx":
-            from unstructured.partition.docx import partition_docx
-
-            return _from_unstructured(
-                partition_docx(filename=str(converted), languages=[""], infer_table_structure=False)
-            )
+            return _docx_elements(converted)
         from unstructured.partition.pptx import partition_pptx
 
         return _slides(
