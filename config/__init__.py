@@ -13,11 +13,11 @@ from huisclos.config.errors import (  # noqa: E402
     ConfigError,
     EmbeddingError,
     HuisclosError,
-    KeyError_,
     OfflineViolation,
     ParseError,
     StoreError,
     TamperedError,
+    VaultKeyError,
 )
 from huisclos.config.privacy import allow_hosts, install_network_guard  # noqa: E402
 from huisclos.config.settings import Settings, default_home, load_settings  # noqa: E402
@@ -26,12 +26,12 @@ __all__ = [
     "ConfigError",
     "EmbeddingError",
     "HuisclosError",
-    "KeyError_",
     "OfflineViolation",
     "ParseError",
     "Settings",
     "StoreError",
     "TamperedError",
+    "VaultKeyError",
     "allow_hosts",
     "apply_privacy_switches",
     "default_home",

@@ -7,7 +7,7 @@ library, with ``raise ... from exc``::
 
     HuisclosError
     ├── ConfigError          bad or inconsistent settings
-    ├── KeyError_            master key missing, wrong, or unusable
+    ├── VaultKeyError            master key missing, wrong, or unusable
     ├── StoreError           the vector store or the manifest cannot be used
     │   └── TamperedError    a record failed authentication
     ├── ParseError           one document could not be turned into text
@@ -23,11 +23,11 @@ __all__ = [
     "ConfigError",
     "EmbeddingError",
     "HuisclosError",
-    "KeyError_",
     "OfflineViolation",
     "ParseError",
     "StoreError",
     "TamperedError",
+    "VaultKeyError",
 ]
 
 
@@ -39,7 +39,7 @@ class ConfigError(HuisclosError):
     """The settings are invalid or inconsistent."""
 
 
-class KeyError_(HuisclosError):  # noqa: N801 - avoids shadowing the builtin KeyError
+class VaultKeyError(HuisclosError):
     """The master key is missing, wrong for this vault, or cannot be obtained."""
 
 

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from huisclos.config.errors import ConfigError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -23,8 +24,6 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-
-from huisclos.config.errors import ConfigError
 
 __all__ = ["Settings", "default_home", "load_settings"]
 
@@ -59,9 +58,7 @@ class Settings(BaseSettings):
         "all-MiniLM-L6-v2, English), or a local sentence-transformers model directory.",
     )
     embedding_threads: int = Field(0, ge=0, description="0: one per CPU core.")
-    chunk_tokens: int = Field(
-        200, ge=32, le=2048, description="Target chunk size in model tokens."
-    )
+    chunk_tokens: int = Field(200, ge=32, le=2048, description="Target chunk size in model tokens.")
     chunk_overlap_tokens: int = Field(24, ge=0, le=256)
     embed_batch_size: int = Field(64, ge=1, le=4096)
 

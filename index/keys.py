@@ -31,8 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-from huisclos.config import KeyError_, Settings, TamperedError
+from huisclos.config import Settings, TamperedError, VaultKeyError
 
 __all__ = ["ClientCipher", "KeyChain", "WrappedKeyStore", "load_master_key"]
 
@@ -101,7 +100,7 @@ class KeyChain:
 
     def __init__(self, master_key: bytes, store: WrappedKeyStore) -> None:
         if len(master_key) != 32:
-            raise KeyError_("the master key must be 32 bytes")
+            raise VaultKeyError("the master key must be 32 bytes")
         self._wrap_key = _hkdf(master_key, b"huisclos key wrap v1")
         self._index_key = _hkdf(master_key, b"huisclos blind index v1")
         self._vault_key = _hkdf(master_key, b"huisclos vault records v1")
@@ -126,7 +125,7 @@ class KeyChain:
         """The cipher of a client, creating its data key on first use.
 
         Raises:
-            KeyError_: the client has no key and ``create`` is false (it was
+            VaultKeyError: the client has no key and ``create`` is false (it was
                 erased, or never indexed).
         """
         cached = self._ciphers.get(client_id)
@@ -135,15 +134,17 @@ class KeyChain:
         wrapped = self._store.get_wrapped_key(client_id)
         if wrapped is None:
             if not create:
-                raise KeyError_("this client has no data key (erased or never indexed)")
+                raise VaultKeyError("this client has no data key (erased or never indexed)")
             data_key = AESGCM.generate_key(bit_length=256)
-            self._store.put_wrapped_key(client_id, _seal(self._wrap_key, data_key, client_id.encode()))
+            self._store.put_wrapped_key(
+                client_id, _seal(self._wrap_key, data_key, client_id.encode())
+            )
             log.info("created data key for client %s", client_id)
         else:
             try:
                 data_key = _open(self._wrap_key, wrapped, client_id.encode())
             except TamperedError as exc:
-                raise KeyError_(
+                raise VaultKeyError(
                     "a client data key cannot be unwrapped: the master key does not match"
                 ) from exc
         cipher = ClientCipher(client_id, data_key)
@@ -161,9 +162,9 @@ def _read_vault_file(home: Path) -> dict[str, str]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise KeyError_(f"{path} is unreadable; restore it from a backup") from exc
+        raise VaultKeyError(f"{path} is unreadable; restore it from a backup") from exc
     if not isinstance(data, dict):
-        raise KeyError_(f"{path} is not a huisclos vault file")
+        raise VaultKeyError(f"{path} is not a huisclos vault file")
     return data
 
 
@@ -195,8 +196,10 @@ def _from_keyring(home: Path, create: bool) -> bytes | None:
         if stored is None and create:
             stored = base64.b64encode(secrets.token_bytes(32)).decode()
             keyring.set_password(KEYRING_SERVICE, account, stored)
-    except Exception as exc:  # noqa: BLE001 - keyring backends raise many types
-        raise KeyError_("the OS keyring could not be used; set HUISCLOS_KEY_SOURCE=file") from exc
+    except Exception as exc:
+        raise VaultKeyError(
+            "the OS keyring could not be used; set HUISCLOS_KEY_SOURCE=file"
+        ) from exc
     return None if stored is None else base64.b64decode(stored)
 
 
@@ -209,19 +212,19 @@ def _from_file(path: Path, create: bool) -> bytes | None:
         log.info("created master key file")
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        raise KeyError_(f"the key file {path} is readable by others; run chmod 600 on it")
+        raise VaultKeyError(f"the key file {path} is readable by others; run chmod 600 on it")
     try:
         key = base64.b64decode(path.read_bytes().strip(), validate=True)
     except ValueError as exc:
-        raise KeyError_(f"the key file {path} is not a huisclos key") from exc
+        raise VaultKeyError(f"the key file {path} is not a huisclos key") from exc
     if len(key) != 32:
-        raise KeyError_(f"the key file {path} is not a huisclos key")
+        raise VaultKeyError(f"the key file {path} is not a huisclos key")
     return key
 
 
 def _from_passphrase(settings: Settings, salt_b64: str | None) -> tuple[bytes, str]:
     if settings.passphrase is None:
-        raise KeyError_("key source is 'passphrase' but HUISCLOS_PASSPHRASE is not set")
+        raise VaultKeyError("key source is 'passphrase' but HUISCLOS_PASSPHRASE is not set")
     salt = base64.b64decode(salt_b64) if salt_b64 else secrets.token_bytes(16)
     kdf = Scrypt(salt=salt, length=32, n=2**15, r=8, p=1)
     key = kdf.derive(settings.passphrase.get_secret_value().encode())
@@ -236,12 +239,12 @@ def load_master_key(settings: Settings) -> bytes:
     keyring if a real backend is available, else a 0600 key file.
 
     Raises:
-        KeyError_: the key is missing or does not open this vault.
+        VaultKeyError: the key is missing or does not open this vault.
     """
     home = settings.home
     vault = _read_vault_file(home)
     is_new = "check" not in vault
-    source = settings.key_source
+    source: str = settings.key_source
     if source == "auto":
         source = vault.get("key_source") or (
             "passphrase"
@@ -249,6 +252,7 @@ def load_master_key(settings: Settings) -> bytes:
             else ("keyring" if _keyring_backend_usable() else "file")
         )
     salt = vault.get("salt")
+    key: bytes | None
     if source == "passphrase":
         key, salt = _from_passphrase(settings, salt)
     elif source == "keyring":
@@ -256,7 +260,7 @@ def load_master_key(settings: Settings) -> bytes:
     else:
         key = _from_file(settings.resolved_key_file, create=is_new)
     if key is None:
-        raise KeyError_(
+        raise VaultKeyError(
             f"no master key found for the vault {home} (source: {source}); restore the "
             "key file or keyring entry, or set HUISCLOS_KEY_SOURCE/HUISCLOS_KEY_FILE"
         )
@@ -272,7 +276,7 @@ def load_master_key(settings: Settings) -> bytes:
     try:
         _open(_hkdf(key, b"huisclos key check v1"), base64.b64decode(vault["check"]), b"check")
     except TamperedError as exc:
-        raise KeyError_(
+        raise VaultKeyError(
             f"the master key ({source}) does not open the vault {home}: wrong key file, "
             "keyring entry or passphrase"
         ) from exc

@@ -52,7 +52,7 @@ class StoredHit:
 
 def _validate(meta: ChunkMeta) -> None:
     for key in ("client", "file", "ct"):
-        if not isinstance(meta[key], str) or not meta[key]:  # type: ignore[literal-required]
+        if not isinstance(meta[key], str) or not meta[key]:
             raise StoreError(f"chunk metadata field {key!r} must be a non-empty string")
     for key in ("page", "n"):
         if type(meta[key]) is not int:  # type: ignore[literal-required]
@@ -81,7 +81,7 @@ class EncryptedStore:
                 embedding_function=None,
                 metadata={"hnsw:space": "cosine"},
             )
-        except Exception as exc:  # noqa: BLE001 - chromadb raises many unrelated types
+        except Exception as exc:
             where = (
                 f"the Chroma server {settings.chroma_host}:{settings.chroma_port}"
                 if settings.chroma_host
@@ -93,7 +93,7 @@ class EncryptedStore:
     def _call(self, action: str, fn: Any, **kwargs: Any) -> Any:
         try:
             return fn(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - translate every chromadb failure
+        except Exception as exc:
             raise StoreError(f"the vector store failed to {action}: {exc}") from exc
 
     def count(self) -> int:
@@ -139,7 +139,7 @@ class EncryptedStore:
             include=["embeddings", "metadatas"],
         )
         return [
-            ChunkRecord(id=i, embedding=list(e), meta=m)  # type: ignore[arg-type]
+            ChunkRecord(id=i, embedding=list(e), meta=m)
             for i, e, m in zip(got["ids"], got["embeddings"], got["metadatas"], strict=True)
         ]
 

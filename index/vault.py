@@ -28,7 +28,7 @@ class Vault:
     """An opened vault: keys unlocked, manifest and store connected.
 
     Raises (from the constructor):
-        KeyError_: the master key is missing or wrong.
+        VaultKeyError: the master key is missing or wrong.
         StoreError: the manifest or the store cannot be opened.
     """
 

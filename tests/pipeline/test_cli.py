@@ -2,7 +2,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from huisclos.pipeline.cli import main
 
 

