@@ -10,6 +10,7 @@ hosts explicitly allowed (a Chroma server, an Ollama server).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 from huisclos.config.errors import OfflineViolation
 
 __all__ = [
+    "CONTENT_LOGGERS",
     "PRIVACY_ENVIRONMENT",
     "allow_hosts",
     "apply_privacy_switches",
@@ -42,13 +44,28 @@ PRIVACY_ENVIRONMENT: dict[str, str] = {
 }
 
 
+CONTENT_LOGGERS: dict[str, int] = {
+    # These quote document text in their messages: unstructured's trace logger
+    # ("Not narrative ... <element text>"), pdfminer ("Cannot render ... b'<text>'").
+    "unstructured": logging.WARNING,
+    "unstructured.trace": logging.WARNING,
+    "unstructured_inference": logging.WARNING,
+    "pdfminer": logging.ERROR,
+    "pypdf": logging.ERROR,
+}
+
+
 def apply_privacy_switches() -> None:
     """Turn off every library's telemetry and hub access (idempotent).
 
     Values already set by the user to something stricter are overwritten
-    too: there is no supported way to turn telemetry on.
+    too: there is no supported way to turn telemetry on. Loggers known to
+    quote document text get a level above the one at which they do, so that
+    turning on debug logging never writes client data to a log.
     """
     os.environ.update(PRIVACY_ENVIRONMENT)
+    for name, level in CONTENT_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
 
 
 _lock = threading.Lock()

@@ -12,7 +12,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from huisclos.config.errors import ParseError
 from huisclos.connectors.convert import REASONS, SUPPORTED_KINDS, TextElement, convert_file
 
@@ -22,8 +21,12 @@ TIKA = DATA / "tika-test-documents"
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"test corpus not found at {DATA}")
 
-needs_soffice = pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice not installed")
-needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract not installed")
+needs_soffice = pytest.mark.skipif(
+    shutil.which("soffice") is None, reason="LibreOffice not installed"
+)
+needs_tesseract = pytest.mark.skipif(
+    shutil.which("tesseract") is None, reason="tesseract not installed"
+)
 needs_pandoc = pytest.mark.skipif(shutil.which("pandoc") is None, reason="pandoc not installed")
 
 
@@ -39,7 +42,9 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError("no network")))
+    monkeypatch.setattr(
+        socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError("no network"))
+    )
 
 
 def text_of(elements: list[TextElement]) -> str:
@@ -58,18 +63,31 @@ def reason_of(path: Path, kind: str, **kwargs: object) -> str:
 PLAIN_CASES = [
     # (path, kind, phrase verified to be in the file)
     (DATA / "invoices/factur-x-FNFE-fr/valid/Facture_DOM_MINIMUM.pdf", "pdf", "84340 Malaucène"),
-    (DATA / "french/cdtn-modeles-courriers/docx/rupture_periode_d-essai_employeur.docx", "docx", "Rupture de la période d’essai"),
+    (
+        DATA / "french/cdtn-modeles-courriers/docx/rupture_periode_d-essai_employeur.docx",
+        "docx",
+        "Rupture de la période d’essai",
+    ),
     (UX / "2023-half-year-analyses-by-segment.xlsx", "xlsx", "Analyses by segment"),
-    (DATA / "docling-tests/xls/sources/legacy_sample.xls", "xls", "Number of freshwater ducks per year"),
+    (
+        DATA / "docling-tests/xls/sources/legacy_sample.xls",
+        "xls",
+        "Number of freshwater ducks per year",
+    ),
     (UX / "stanley-cups.csv", "csv", "Maple Leafs TOR 13"),
     (UX / "fake-power-point.pptx", "pptx", "Here is a lot of text!"),
     (UX / "fake-html.html", "html", "My first paragraph."),
     (UX / "fake-html.html", "htm", "My Second Heading"),
-    (DATA / "french/cdtn-fiches-covid/services-de-sante.md", "md", "Intervention des services de santé au travail"),
+    (
+        DATA / "french/cdtn-fiches-covid/services-de-sante.md",
+        "md",
+        "Intervention des services de santé au travail",
+    ),
     (
         DATA
         / "french/convention-collective-edition-idcc2121/2121"
-        / "lettre_d'adhésion_de_la_fédération_nationale_samup_(fns)_à_la_convention_collective_nationale_de_l'édition_et_à_ses_avenants.txt",
+        / "lettre_d'adhésion_de_la_fédération_nationale_samup_(fns)_à_la_convention_"
+        "collective_nationale_de_l'édition_et_à_ses_avenants.txt",
         "txt",
         "La fédération nationale SAMUP",
     ),
@@ -78,7 +96,9 @@ PLAIN_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "kind", "phrase"), PLAIN_CASES, ids=[f"{k}:{p.name}" for p, k, _ in PLAIN_CASES])
+@pytest.mark.parametrize(
+    ("path", "kind", "phrase"), PLAIN_CASES, ids=[f"{k}:{p.name}" for p, k, _ in PLAIN_CASES]
+)
 def test_each_kind_yields_expected_text(path: Path, kind: str, phrase: str) -> None:
     elements = convert_file(path, kind)
     assert elements, "no elements"
@@ -88,11 +108,23 @@ def test_each_kind_yields_expected_text(path: Path, kind: str, phrase: str) -> N
 
 
 INTEGRATION_CASES = [
-    pytest.param(UX / "fake.doc", "doc", "Lorem ipsum dolor sit amet.", marks=needs_soffice, id="doc"),
-    pytest.param(UX / "fake-power-point.ppt", "ppt", "Here is a lot of text!", marks=needs_soffice, id="ppt"),
-    pytest.param(UX / "simple.odt", "odt", "This is my first thought.", marks=needs_pandoc, id="odt"),
+    pytest.param(
+        UX / "fake.doc", "doc", "Lorem ipsum dolor sit amet.", marks=needs_soffice, id="doc"
+    ),
+    pytest.param(
+        UX / "fake-power-point.ppt", "ppt", "Here is a lot of text!", marks=needs_soffice, id="ppt"
+    ),
+    pytest.param(
+        UX / "simple.odt", "odt", "This is my first thought.", marks=needs_pandoc, id="odt"
+    ),
     pytest.param(UX / "fake-doc.rtf", "rtf", "My first paragraph.", marks=needs_pandoc, id="rtf"),
-    pytest.param(DATA / "scanned-ocrmypdf/typewriter.png", "png", "Linzensoep", marks=needs_tesseract, id="png"),
+    pytest.param(
+        DATA / "scanned-ocrmypdf/typewriter.png",
+        "png",
+        "Linzensoep",
+        marks=needs_tesseract,
+        id="png",
+    ),
 ]
 
 
@@ -104,10 +136,34 @@ def test_each_external_tool_kind_yields_expected_text(path: Path, kind: str, phr
 
 
 def test_supported_kinds_cover_the_contract() -> None:
-    expected = {"pdf", "docx", "doc", "xlsx", "xls", "csv", "pptx", "ppt", "odt", "rtf", "html", "htm", "md", "txt", "eml", "msg"}
+    expected = {
+        "pdf",
+        "docx",
+        "doc",
+        "xlsx",
+        "xls",
+        "csv",
+        "pptx",
+        "ppt",
+        "odt",
+        "rtf",
+        "html",
+        "htm",
+        "md",
+        "txt",
+        "eml",
+        "msg",
+    }
     assert expected <= SUPPORTED_KINDS
-    assert {"password-protected", "corrupt or unreadable", "unsupported type", "empty: no text found", "too large",
-            "timed out", "vanished or changed during read"} <= REASONS
+    assert {
+        "password-protected",
+        "corrupt or unreadable",
+        "unsupported type",
+        "empty: no text found",
+        "too large",
+        "timed out",
+        "vanished or changed during read",
+    } <= REASONS
 
 
 # -- positions: pages, sheets, slides ----------------------------------------

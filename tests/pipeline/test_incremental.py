@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -213,3 +214,19 @@ def test_crash_in_the_middle_of_writes_leaves_no_orphan(
         report = hc.index(tree)
         assert report.added + report.unchanged == 6
         _consistent(hc)
+
+
+def test_logs_hold_no_text_no_names_no_query(
+    hc: Huisclos, tree: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    hc.index(tree)
+    (tree / "Acme Ltd" / "timesheet.csv").unlink()
+    hc.index(tree)
+    hc.search("préavis de trois mois avant la clôture", client="Dupont SARL")
+    hc.status()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "index run:" in logged  # the run is logged, by counts
+    for secret in ("Dupont", "Martin", "facture-2024-117", "timesheet", "4 860", "Montant TTC",
+                   "préavis de trois mois", "Claire Petit", "URSSAF"):  # fmt: skip
+        assert secret not in logged, secret
