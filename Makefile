@@ -40,6 +40,8 @@ $(VENV)/.project-stamp: pyproject.toml $(SOURCES) $(VENV)/.deps-stamp
 run: install
 	$(VENV)/bin/huisclos index "$(FOLDER)"
 	$(VENV)/bin/huisclos status
+	@echo
+	@echo 'Search it:  .venv/bin/huisclos search "montant TTC de la facture 2024-117" [--client NAME]'
 
 test: install
 	$(PY) -m pytest -q
