@@ -22,6 +22,7 @@ __all__ = ["TokenChunker"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:»\"])\s+|\n+")
 _GROUP_KEYS = ("file_id", "source", "page")
+_MAX_CHARS_PER_TOKEN = 12
 
 
 def _group_key(doc: Document) -> tuple[Any, ...]:
@@ -92,12 +93,18 @@ class TokenChunker:
 
     def _count(self, texts: list[str]) -> list[int]:
         assert self._model is not None
-        return self._model.count_tokens(texts)
+        return self._model.count_tokens(texts) if texts else []
 
     def _pieces(self, texts: list[str]) -> Iterator[tuple[str, int]]:
         """Yield (text, tokens) pieces, each within the budget."""
         budget = self.budget
-        for text, tokens in zip(texts, self._count(texts), strict=True):
+        # A token is at least one character: text longer than budget * _MAX_CHARS_PER_TOKEN
+        # characters is certainly over budget, so it is split without counting it whole.
+        long_text = budget * _MAX_CHARS_PER_TOKEN
+        short = [text for text in texts if len(text) <= long_text]
+        counts = iter(self._count(short))
+        for text in texts:
+            tokens = next(counts) if len(text) <= long_text else budget + 1
             if tokens <= budget:
                 yield text.strip(), tokens
                 continue

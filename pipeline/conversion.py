@@ -102,7 +102,7 @@ class Converter:
             return
         if self._pool is None:
             self._pool = self._new_pool()
-        limit = self._workers * 2 + 1
+        limit = self._workers * 8  # enough queued work to keep converting while we embed
         pending: dict[Future[Converted], SourceFile] = {}
         queue = iter(files)
         exhausted = False
