@@ -178,21 +178,24 @@ class Ingestor:
                 report.unchanged += 1
             else:
                 candidates.append((file, path_id, old))
-        missing = {row.content_id: row for pid, row in known.items() if pid not in seen}
+        missing = {pid: row for pid, row in known.items() if pid not in seen}
+        by_content: dict[str | None, list[str]] = {}
+        for pid, row in missing.items():
+            by_content.setdefault(row.content_id, []).append(pid)
         changes: list[_Change] = []
         for file, path_id, old in candidates:
             try:
                 content_id = keys.blind("content", _content_hash(file.path))
-            except OSError:
-                seen.discard(path_id)  # vanished since the scan: handled as missing below
+            except OSError:  # vanished since the scan
                 if old is not None:
-                    missing.setdefault(old.content_id, old)
+                    missing[path_id] = old
                 continue
             if old is not None and old.content_id == content_id:
                 manifest.touch(path_id, file.size, file.mtime_ns)
                 report.unchanged += 1
-            elif old is None and content_id in missing:
-                self._move(missing.pop(content_id), file, path_id, root_id, report)
+            elif old is None and by_content.get(content_id):
+                moved_from = missing.pop(by_content[content_id].pop())
+                self._move(moved_from, file, path_id, root_id, report)
             else:
                 changes.append(_Change(file, root_id, path_id, content_id, old))
         self._remove(list(missing.values()), report)
@@ -224,8 +227,6 @@ class Ingestor:
             vault.store.delete_files([old.file_id])
             vault.manifest.clear_intents([old.file_id])
         report.moved += 1
-        if record.state == "failed":
-            report.failed += 1
 
     def _reencrypt(self, old: FileRecord, client_id: str) -> str:
         """Copy a file's chunks under a new file id and client key; no re-embedding."""

@@ -230,3 +230,20 @@ def test_logs_hold_no_text_no_names_no_query(
     for secret in ("Dupont", "Martin", "facture-2024-117", "timesheet", "4 860", "Montant TTC",
                    "préavis de trois mois", "Claire Petit", "URSSAF"):  # fmt: skip
         assert secret not in logged, secret
+
+
+def test_duplicate_copies_are_each_tracked(hc: Huisclos, tree: Path, embeds: EmbedCounter) -> None:
+    letter = tree / "Acme Ltd" / "engagement-letter.txt"
+    shutil.copy2(letter, tree / "Acme Ltd" / "copie.txt")
+    shutil.copy2(letter, tree / "Acme Ltd" / "copie-2.txt")
+    assert hc.index(tree).added == 8
+    # one copy moves, the two others are deleted: one move, two removals, nothing embedded
+    before = embeds.texts
+    (tree / "Acme Ltd" / "copie.txt").rename(tree / "Acme Ltd" / "renamed.txt")
+    letter.unlink()
+    (tree / "Acme Ltd" / "copie-2.txt").unlink()
+    report = hc.index(tree)
+    assert (report.moved, report.removed, report.chunks_written) == (1, 2, 0)
+    assert embeds.texts == before
+    assert hc.status().files == 6
+    _consistent(hc)
