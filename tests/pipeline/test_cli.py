@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,22 @@ def test_usage_error_exits_2() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["search"])
     assert exc.value.code == 2
+
+
+def test_the_cli_turns_the_network_guard_on(vault_home: Path) -> None:
+    script = (
+        "import socket, sys\n"
+        "from huisclos.config.privacy import guard_installed\n"
+        "assert not guard_installed()\n"
+        "from huisclos.pipeline.cli import main\n"
+        "assert main(['status']) == 0\n"
+        "s = socket.socket()\n"
+        "try:\n"
+        "    s.connect(('192.0.2.10', 443))\n"
+        "except PermissionError as exc:\n"
+        "    print('refused:', type(exc).__name__)\n"
+    )
+    env = {**os.environ, "HUISCLOS_HOME": str(vault_home)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=120, check=True)  # fmt: skip
+    assert "refused: OfflineViolation" in out.stdout
