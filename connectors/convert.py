@@ -33,7 +33,7 @@ from pathlib import Path
 
 import huisclos.config  # noqa: F401  (privacy switches before unstructured is imported)
 from huisclos.config.errors import ParseError
-from huisclos.connectors.elements import TextElement
+from huisclos.connectors.elements import TextElement, ensure_unstructured
 from huisclos.connectors.formats_email import convert_eml, convert_msg
 from huisclos.connectors.formats_office import (
     convert_docx,
@@ -72,9 +72,35 @@ __all__ = [
     "VANISHED",
     "TextElement",
     "convert_file",
+    "prepare",
 ]
 
 log = logging.getLogger(__name__)
+
+
+_PARSER_MODULES = (
+    "unstructured.partition.text",
+    "unstructured.partition.html",
+    "unstructured.partition.md",
+    "unstructured.partition.csv",
+    "unstructured.partition.docx",
+    "unstructured.partition.pptx",
+    "unstructured.partition.xlsx",
+    "unstructured.partition.pdf",
+)
+
+
+def prepare() -> None:
+    """Load the parsers now (several seconds, once per process).
+
+    Without it the first file of each kind pays the import cost, and could be
+    failed as timed out for it.
+    """
+    import importlib
+
+    ensure_unstructured()
+    for name in _PARSER_MODULES:
+        importlib.import_module(name)
 
 
 def convert_file(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from huisclos.config import ParseError, Settings, install_network_guard
-from huisclos.connectors.convert import TextElement, convert_file
+from huisclos.connectors.convert import TextElement, convert_file, prepare
 from huisclos.connectors.scan import SourceFile
 
 __all__ = ["CRASHED", "Converted", "Converter"]
@@ -38,8 +38,8 @@ class Converted:
     reason: str | None = None
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """Raised by the alarm; a BaseException so that parsers' ``except Exception`` miss it."""
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
@@ -48,6 +48,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 
 def _worker_init(allowed_hosts: tuple[str, ...]) -> None:
     install_network_guard(allowed_hosts)
+    prepare()
 
 
 def convert_with_limit(
@@ -80,6 +81,8 @@ class Converter:
         self._timeout = settings.file_timeout_seconds
         self._hosts = settings.network_hosts()
         self._pool: ProcessPoolExecutor | None = None
+        if self._workers == 0:
+            prepare()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(

@@ -1,0 +1,80 @@
+"""The conversion pool: time limits and dead workers, with real files and processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from huisclos.config import load_settings
+from huisclos.connectors.scan import SourceFile
+from huisclos.pipeline.conversion import TIMED_OUT, Converter
+from tests.conftest import OFFICE, SAMPLE
+
+pytestmark = pytest.mark.integration
+
+SCANNED = OFFICE / "scanned-ocrmypdf" / "francais.pdf"
+
+
+def _source(path: Path, root: Path) -> SourceFile:
+    info = path.stat()
+    return SourceFile(root, path.relative_to(root).as_posix(), info.st_size, info.st_mtime_ns)
+
+
+def _files(tmp_path: Path) -> list[SourceFile]:
+    shutil.copytree(SAMPLE, tmp_path / "Clients")
+    shutil.copy2(SCANNED, tmp_path / "Clients" / "scan.pdf")
+    root = tmp_path / "Clients"
+    return [_source(p, root) for p in sorted(root.rglob("*")) if p.is_file()]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_slow_file_times_out_and_the_others_convert(tmp_path: Path, workers: int) -> None:
+    files = _files(tmp_path)
+    # OCR of a scanned page takes seconds; a quarter of a second is not enough
+    settings = load_settings(convert_workers=workers, file_timeout_seconds=0.25)
+    converter = Converter(settings)
+    try:
+        results = {r.file.rel: r for r in converter.map(files)}
+    finally:
+        converter.close()
+    assert results["scan.pdf"].reason == TIMED_OUT
+    others = [r for rel, r in results.items() if rel != "scan.pdf"]
+    # the sample's small text files convert well within the limit once the parser is loaded
+    assert sum(1 for r in others if r.reason is None and r.elements) >= len(others) - 1
+
+
+def test_a_killed_worker_does_not_stop_the_run(tmp_path: Path) -> None:
+    files = _files(tmp_path)
+    settings = load_settings(convert_workers=1, file_timeout_seconds=120)
+    converter = Converter(settings)
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for child in psutil.Process().children(recursive=True):
+                if "python" in (child.name() or "") and child.cpu_times().user > 1.0:
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    try:
+        results = {r.file.rel: r for r in converter.map(files)}
+    finally:
+        killer.join()
+        converter.close()
+    assert killed, "no worker was killed"
+    assert set(results) == {f.rel for f in files}  # every file has an outcome
+    ok = [r for r in results.values() if r.reason is None]
+    assert len(ok) == len(files)  # each file in flight was retried alone and converted
+    assert "whisky" in " ".join(e.text for e in results["scan.pdf"].elements)
