@@ -84,6 +84,8 @@ class Huisclos:
         self.close()
 
     def close(self) -> None:
+        if self._ingestor is not None:
+            self._ingestor.close()
         self.vault.close()
 
     def index(self, *roots: str | Path, progress: Progress | None = None) -> IndexReport:

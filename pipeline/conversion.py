@@ -46,6 +46,10 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     raise _Timeout
 
 
+def _ready() -> bool:
+    return True
+
+
 def _worker_init(allowed_hosts: tuple[str, ...]) -> None:
     install_network_guard(allowed_hosts)
     prepare()
@@ -81,8 +85,13 @@ class Converter:
         self._timeout = settings.file_timeout_seconds
         self._hosts = settings.network_hosts()
         self._pool: ProcessPoolExecutor | None = None
-        if self._workers == 0:
-            prepare()
+        self._prepared = False
+
+    def start(self) -> None:
+        """Start the worker processes now, so their parsers load in the background."""
+        if self._workers and self._pool is None:
+            self._pool = self._new_pool()
+            self._pool.submit(_ready)  # workers spawn on the first submission
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -100,44 +109,51 @@ class Converter:
     def map(self, files: Iterable[SourceFile]) -> Iterator[Converted]:
         """Convert files, yielding results as they complete (bounded in flight)."""
         if self._workers == 0:
+            if not self._prepared:
+                prepare()
+                self._prepared = True
             for file in files:
                 yield convert_with_limit(file, self._ocr, self._max_bytes, self._timeout)
             return
-        if self._pool is None:
-            self._pool = self._new_pool()
+        self.start()
+        assert self._pool is not None
         limit = self._workers * 8  # enough queued work to keep converting while we embed
         pending: dict[Future[Converted], SourceFile] = {}
-        queue = iter(files)
-        exhausted = False
-        while pending or not exhausted:
-            while not exhausted and len(pending) < limit:
-                upcoming = next(queue, None)
-                if upcoming is None:
-                    exhausted = True
+        try:
+            queue = iter(files)
+            exhausted = False
+            while pending or not exhausted:
+                while not exhausted and len(pending) < limit:
+                    upcoming = next(queue, None)
+                    if upcoming is None:
+                        exhausted = True
+                        break
+                    future = self._pool.submit(
+                        convert_with_limit, upcoming, self._ocr, self._max_bytes, self._timeout
+                    )
+                    pending[future] = upcoming
+                if not pending:
                     break
-                future = self._pool.submit(
-                    convert_with_limit, upcoming, self._ocr, self._max_bytes, self._timeout
-                )
-                pending[future] = upcoming
-            if not pending:
-                break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            suspects: list[SourceFile] = []
-            for future in done:
-                file = pending.pop(future)
-                try:
-                    yield future.result()
-                except BrokenProcessPool:
-                    suspects.append(file)
-            if suspects:
-                # The pool died with every file in flight: find the culprit by
-                # converting each of them alone in a fresh pool.
-                suspects.extend(pending.values())
-                pending.clear()
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                for file in suspects:
-                    yield self._convert_alone(file)
-                self._pool = self._new_pool()
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                suspects: list[SourceFile] = []
+                for future in done:
+                    file = pending.pop(future)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        suspects.append(file)
+                if suspects:
+                    # The pool died with every file in flight: find the culprit by
+                    # converting each of them alone in a fresh pool.
+                    suspects.extend(pending.values())
+                    pending.clear()
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    for file in suspects:
+                        yield self._convert_alone(file)
+                    self._pool = self._new_pool()
+        finally:
+            for future in pending:  # the caller stopped early: drop queued work
+                future.cancel()
 
     def _convert_alone(self, file: SourceFile) -> Converted:
         pool = self._new_pool()

@@ -128,9 +128,15 @@ class Ingestor:
         self.settings = vault.settings
         self._pipeline = build_ingest_pipeline(self.settings)
         self._keep = ignore_filter(self.settings.ignore_patterns)
+        self._converter = Converter(self.settings)
+        self._converter.start()
 
     def warm_up(self) -> None:
         self._pipeline.warm_up()
+
+    def close(self) -> None:
+        """Stop the conversion workers."""
+        self._converter.close()
 
     # --- the run --------------------------------------------------------------
 
@@ -271,16 +277,12 @@ class Ingestor:
         if not changes:
             return
         by_file = {(change.file.root, change.file.rel): change for change in changes}
-        converter = Converter(self.settings)
         done = 0
-        try:
-            for batch in self._batches(converter.map(change.file for change in changes)):
-                self._write_batch([(by_file[(c.file.root, c.file.rel)], c) for c in batch], report)
-                done += len(batch)
-                if progress:
-                    progress(done, len(changes))
-        finally:
-            converter.close()
+        for batch in self._batches(self._converter.map(change.file for change in changes)):
+            self._write_batch([(by_file[(c.file.root, c.file.rel)], c) for c in batch], report)
+            done += len(batch)
+            if progress:
+                progress(done, len(changes))
 
     @staticmethod
     def _batches(results: Iterator[Converted]) -> Iterator[list[Converted]]:
