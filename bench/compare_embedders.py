@@ -397,6 +397,13 @@ def beir_metrics(
 # ----------------------------------------------------------------------------- worker
 
 
+def save_partial(res: dict[str, Any], args: argparse.Namespace) -> None:
+    """Write what is measured so far, so a worker that dies still leaves its results."""
+    if args.worker_out:
+        res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        Path(args.worker_out).write_text(json.dumps(res, indent=1), encoding="utf-8")
+
+
 def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Everything for one model, in this (fresh) process."""
     res: dict[str, Any] = {"model": name, "status": "ok", "timings": {}, "notes": []}
@@ -427,6 +434,7 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_before": la,
     }
     log(f"{name}: loaded in {t2 - t0:.2f}s ({m.info['package']})")
+    save_partial(res, args)
 
     corpus, queries, gold = load_piaf()
 
@@ -466,6 +474,7 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "means other processes took the cores (shared machine)",
         }
 
+    save_partial(res, args)
     if not {"piaf", "long", "scifact"} & set(args.parts):
         res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return res
@@ -494,6 +503,7 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "article_recall@1": round(float((art[top1] == art[gold_idx]).mean()), 4),
         }
         log(f"  piaf: {res['piaf']}")
+        save_partial(res, args)
 
         # ---- long inputs (PIAF): whole vs pieces
         if name in args.long_models and "long" in args.parts:
@@ -544,6 +554,7 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 f"{rank_metrics(r_gw)['recall@5']} pieces {rank_metrics(r_gp)['recall@5']}"
             )
 
+    save_partial(res, args)
     if "scifact" not in args.parts:
         res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return res
@@ -575,6 +586,7 @@ def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
         **beir_metrics(sq_emb, sd_emb, sub_ids, rels),
     }
     log(f"  scifact subset: {res['scifact_subset']}")
+    save_partial(res, args)
     rate = len(sub_ids) / tm["scifact_subset_docs"]["seconds"]
     est_full_min = len(all_ids) / rate / 60
     res["scifact_full_estimate_min"] = round(est_full_min, 1)
@@ -641,8 +653,10 @@ def table(results: list[dict[str, Any]]) -> str:
     ]
     rows = []
     for r in results:
-        if r.get("status") != "ok":
-            rows.append([r["model"], "skipped: " + r.get("reason", "?")[:70]] + [""] * 10)
+        if r.get("status") not in ("ok", "partial"):
+            rows.append(
+                [r["model"], f"{r.get('status')}: " + r.get("reason", "?")[:70]] + [""] * 10
+            )
             continue
         p, s, f = r.get("piaf", {}), r.get("scifact_subset", {}), r.get("scifact_full", {})
         li = r.get("long_inputs")
@@ -736,6 +750,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="smoke test: 300 PIAF questions, 100 SciFact queries, 20 chunks, 1 run",
     )
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the entries of other models already in --out (rerun one model)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -785,6 +804,17 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: v for k, v in vars(args).items() if not k.startswith("worker")},
         "results": [],
     }
+    if args.append and out.exists():
+        # keep the other models' entries of an earlier run; each entry carries its own
+        # run_started and command
+        old = json.loads(out.read_text(encoding="utf-8"))
+        report["results"] = [r for r in old.get("results", []) if r["model"] not in args.models]
+        for r in report["results"]:
+            r.setdefault("run_started", old.get("started"))
+            r.setdefault("command", old.get("command"))
+        report["merged_from_earlier_runs"] = sorted(
+            {r["run_started"] for r in report["results"] if r.get("run_started")}
+        )
     t_all = time.perf_counter()
     for name in args.models:
         log(f"=== {name} (fresh process)")
@@ -811,26 +841,33 @@ def main(argv: list[str] | None = None) -> int:
         try:
             res = json.loads(Path(wout).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            res = {
-                "model": name,
-                "status": "failed",
-                "reason": f"worker exited with code {proc.returncode}",
-            }
+            res = {"model": name, "status": "failed", "notes": []}
         finally:
             Path(wout).unlink(missing_ok=True)
+        if proc.returncode != 0:
+            if res.get("status") == "ok":
+                res["status"] = "partial"
+            res["reason"] = f"worker exited with code {proc.returncode}"
         res["wall_s"] = round(wall, 1)
-        report["results"].append(res)
+        res["run_started"] = report["started"]
+        res["command"] = report["command"]
+        report["results"] = [r for r in report["results"] if r.get("model") != name] + [res]
         report["total_wall_s"] = round(time.perf_counter() - t_all, 1)
         out.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
         log(f"=== {name} done in {wall / 60:.1f} min -> {out}")
 
+    report["results"].sort(
+        key=lambda r: ALL_MODELS.index(r["model"]) if r["model"] in ALL_MODELS else 99
+    )
     report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     out.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     print(table(report["results"]))
     for r in report["results"]:
         for n in r.get("notes", []):
             print(f"note ({r['model']}): {n}")
-        if r.get("status") == "ok":
+        if r.get("status") != "ok":
+            print(f"note ({r['model']}): {r.get('status')}: {r.get('reason', '?')}")
+        if r.get("status") in ("ok", "partial") and "chunk_tokens" in r:
             ct = r["chunk_tokens"]
             line = (
                 f"{r['model']}: {ct['mean_tokens_incl_special']} tokens per "
