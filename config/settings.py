@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from huisclos.config.errors import ConfigError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -24,6 +23,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from huisclos.config.errors import ConfigError
 
 __all__ = ["Settings", "default_home", "load_settings"]
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
 from huisclos.config import Settings, TamperedError, VaultKeyError
 
 __all__ = ["ClientCipher", "KeyChain", "WrappedKeyStore", "load_master_key"]

@@ -16,6 +16,7 @@ from itertools import groupby
 from typing import Any
 
 from haystack import Document, component, default_from_dict, default_to_dict
+
 from huisclos.pipeline.embedding import EmbeddingModel, load_model
 
 __all__ = ["TokenChunker"]

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from haystack import Document, component, default_from_dict, default_to_dict
+
 from huisclos.config import EmbeddingError
 
 __all__ = [

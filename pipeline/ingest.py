@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from haystack import Document, Pipeline
+
 from huisclos.config import ConfigError, Settings
 from huisclos.connectors.scan import SourceFile, ignore_filter, scan_root
 from huisclos.index.keys import ClientCipher

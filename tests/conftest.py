@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import huisclos.config
 import pytest
+
+import huisclos.config
 from huisclos.config import install_network_guard
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,6 +2,7 @@ import os
 import socket
 
 import pytest
+
 from huisclos.config import OfflineViolation, allow_hosts
 from huisclos.config.privacy import PRIVACY_ENVIRONMENT, _permitted, guard_installed
 

@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from huisclos.config.errors import ParseError
 from huisclos.connectors.convert import REASONS, SUPPORTED_KINDS, TextElement, convert_file
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from huisclos.config import StoreError, load_settings
 from huisclos.pipeline import Huisclos
-
 from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.integration

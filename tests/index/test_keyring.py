@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import keyring
 import pytest
+from keyring.backend import KeyringBackend
+
 from huisclos.config import VaultKeyError, load_settings
 from huisclos.index.keys import load_master_key
-from keyring.backend import KeyringBackend
 
 
 class MemoryKeyring(KeyringBackend):

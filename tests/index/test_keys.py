@@ -3,6 +3,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from huisclos.config import Settings, TamperedError, VaultKeyError, load_settings
 from huisclos.index.keys import KeyChain, load_master_key
 from huisclos.index.manifest import Manifest

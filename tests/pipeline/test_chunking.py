@@ -1,5 +1,6 @@
 import pytest
 from haystack import Document
+
 from huisclos.pipeline.chunking import TokenChunker
 from huisclos.pipeline.embedding import load_model
 

@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from haystack import Document
+
 from huisclos.config import EmbeddingError
 from huisclos.pipeline.embedding import DocumentEmbedder, TextEmbedder, load_model
 

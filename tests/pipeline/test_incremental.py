@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from huisclos.config import ConfigError, Settings
 from huisclos.pipeline import Huisclos
 from huisclos.pipeline.embedding import load_model
-
 from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.integration

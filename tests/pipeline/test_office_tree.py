@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from huisclos.connectors.convert import REASONS
 from huisclos.pipeline.conversion import CRASHED, TIMED_OUT
 from huisclos.pipeline.ingest import EMPTY
-
 from tests.conftest import OFFICE
 
 pytestmark = pytest.mark.integration
