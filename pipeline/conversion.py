@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -50,8 +53,13 @@ def _ready() -> bool:
     return True
 
 
-def _worker_init(allowed_hosts: tuple[str, ...]) -> None:
+def _worker_init(allowed_hosts: tuple[str, ...], scratch: str) -> None:
     install_network_guard(allowed_hosts)
+    # Attachments and LibreOffice conversions pass through temporary files in
+    # clear: keep them in the vault's private scratch directory, not in /tmp.
+    os.makedirs(scratch, mode=0o700, exist_ok=True)
+    os.environ["TMPDIR"] = scratch
+    tempfile.tempdir = scratch
     prepare()
 
 
@@ -84,12 +92,15 @@ class Converter:
         self._max_bytes = int(settings.max_file_mb * 1024 * 1024)
         self._timeout = settings.file_timeout_seconds
         self._hosts = settings.network_hosts()
+        self._scratch = settings.home / "tmp"
         self._pool: ProcessPoolExecutor | None = None
         self._prepared = False
 
     def start(self) -> None:
         """Start the worker processes now, so their parsers load in the background."""
         if self._workers and self._pool is None:
+            # leftovers of a killed run are plaintext: remove them first
+            shutil.rmtree(self._scratch, ignore_errors=True)
             self._pool = self._new_pool()
             self._pool.submit(_ready)  # workers spawn on the first submission
 
@@ -98,7 +109,7 @@ class Converter:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(self._hosts,),
+            initargs=(self._hosts, str(self._scratch)),
         )
 
     def close(self) -> None:

@@ -139,3 +139,13 @@ def test_rerun_over_the_tree_changes_nothing(indexed: tuple) -> None:  # type: i
     again = _cli("index", str(root), home=home)
     total = report["added"] + report["failed"]
     assert (again["unchanged"], again["chunks_written"], again["added"]) == (total, 0, 0)
+
+
+def test_temporary_files_stay_in_the_vault_and_are_removed(indexed: tuple) -> None:  # type: ignore[type-arg]
+    _, home, _ = indexed
+    scratch = home / "tmp"
+    # the .msg/.eml attachments and legacy files went through the scratch directory
+    assert scratch.is_dir() and (scratch.stat().st_mode & 0o077) == 0
+    # converted copies are deleted; only a tiny session-id file of a parser library may remain
+    left = [p for p in scratch.rglob("*") if p.is_file()]
+    assert all(p.stat().st_size < 128 for p in left), left
