@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypedDict
 
 from huisclos.config import Settings, StoreError
@@ -161,8 +160,3 @@ class EncryptedStore:
             StoredHit(id=i, distance=float(d), meta=m)
             for i, d, m in zip(got["ids"][0], got["distances"][0], got["metadatas"][0], strict=True)
         ]
-
-    @staticmethod
-    def vault_path(settings: Settings) -> Path | None:
-        """Local directory of the embedded store, or None for a server."""
-        return None if settings.chroma_host else settings.home / "chroma"
