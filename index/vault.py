@@ -45,6 +45,7 @@ class Vault:
         self.keys = KeyChain(master, self.manifest)
         del master
         self.store = EncryptedStore(settings)
+        self._registered: set[str] = set()
 
     def close(self) -> None:
         self.manifest.close()
@@ -53,7 +54,9 @@ class Vault:
         """The cipher of a client by name, registering the client on first use."""
         client_id = self.keys.client_id(client)
         cipher = self.keys.cipher(client_id)
-        self.manifest.put_client(client_id, cipher.encrypt(client, client_id))
+        if client_id not in self._registered:  # once per client, not once per file
+            self.manifest.put_client(client_id, cipher.encrypt(client, client_id))
+            self._registered.add(client_id)
         return cipher
 
     def client_names(self) -> dict[str, str]:
