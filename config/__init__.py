@@ -12,6 +12,7 @@ apply_privacy_switches()
 from huisclos.config.errors import (  # noqa: E402
     ConfigError,
     EmbeddingError,
+    GeneratorError,
     HuisclosError,
     OfflineViolation,
     ParseError,
@@ -25,6 +26,7 @@ from huisclos.config.settings import Settings, default_home, load_settings  # no
 __all__ = [
     "ConfigError",
     "EmbeddingError",
+    "GeneratorError",
     "HuisclosError",
     "OfflineViolation",
     "ParseError",

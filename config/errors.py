@@ -12,6 +12,7 @@ library, with ``raise ... from exc``::
     │   └── TamperedError    a record failed authentication
     ├── ParseError           one document could not be turned into text
     ├── EmbeddingError       the embedding model could not be loaded or run
+    ├── GeneratorError       the language model is missing, unreachable or failed
     └── OfflineViolation     an outbound connection was refused by the guard
 
 Messages say what to do, and never contain document text or key material.
@@ -22,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "EmbeddingError",
+    "GeneratorError",
     "HuisclosError",
     "OfflineViolation",
     "ParseError",
@@ -65,6 +67,13 @@ class ParseError(HuisclosError):
 
 class EmbeddingError(HuisclosError):
     """The embedding model could not be loaded or run."""
+
+
+class GeneratorError(HuisclosError):
+    """The language model could not be loaded, reached, or run.
+
+    The message names the backend, the model and (for Ollama) the URL.
+    """
 
 
 class OfflineViolation(HuisclosError, PermissionError):

@@ -26,6 +26,7 @@ __all__ = [
     "allow_hosts",
     "apply_privacy_switches",
     "guard_installed",
+    "host_allowed",
     "install_network_guard",
 ]
 
@@ -41,6 +42,10 @@ PRIVACY_ENVIRONMENT: dict[str, str] = {
     "TRANSFORMERS_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # Haystack can dump a failed pipeline's inputs (questions, decrypted passages) to disk.
+    "HAYSTACK_PIPELINE_SNAPSHOT_SAVE_ENABLED": "false",
+    "HAYSTACK_CONTENT_TRACING_ENABLED": "false",
+    "OLLAMA_NOHISTORY": "1",
 }
 
 
@@ -52,6 +57,9 @@ CONTENT_LOGGERS: dict[str, int] = {
     "unstructured_inference": logging.WARNING,
     "pdfminer": logging.ERROR,
     "pypdf": logging.ERROR,
+    # Describes the inputs of a failed pipeline run (questions, passages).
+    "haystack.utils.base_serialization": logging.ERROR,
+    "haystack.core.pipeline": logging.WARNING,
 }
 
 
@@ -146,6 +154,15 @@ def install_network_guard(extra_hosts: Iterable[str] = ()) -> None:
             return
         sys.addaudithook(_audit)
         _installed = True
+
+
+def host_allowed(host: str) -> bool:
+    """Whether the guard lets this process connect to ``host`` (name or address)."""
+    host = host.strip().strip("[]")
+    if not _installed:
+        return True
+    addresses = {host} if _is_ip(host) else _resolve(host) or {host}
+    return all(_permitted((address, 0)) for address in addresses)
 
 
 def guard_installed() -> bool:

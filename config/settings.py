@@ -13,7 +13,9 @@ Example::
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -81,10 +83,42 @@ class Settings(BaseSettings):
     key_file: Path | None = None
     passphrase: SecretStr | None = None
 
+    # Answering
+    generator: Literal["llamacpp", "ollama"] = Field(
+        "llamacpp",
+        description='"llamacpp": the embedded model, no server (default); '
+        '"ollama": an Ollama server at ollama_url.',
+    )
+    llm_model: str = Field(
+        "qwen2.5-coder-1.5b",
+        description="Embedded model: a packaged name (see `huisclos models list`) or a .gguf path.",
+    )
+    models_dir: Path | None = Field(
+        None, description="Where packaged models are assembled (default: <venv>/share/huisclos)."
+    )
+    llm_threads: int = Field(0, ge=0, description="0: one per CPU core.")
+    llm_context_tokens: int = Field(4096, ge=512, le=131072)
+    answer_passages: int = Field(4, ge=1, le=20, description="Passages given to the model.")
+    max_answer_tokens: int = Field(320, ge=16, le=8192)
+    default_language: Literal["fr", "en"] = Field(
+        "fr", description="Language assumed when a question's language cannot be told."
+    )
+    ollama_url: str = "http://127.0.0.1:11434"
+    ollama_model: str = "qwen2.5:7b-instruct"
+    ollama_timeout_seconds: float = Field(120.0, gt=0)
+
     # Network
     allowed_hosts: tuple[str, ...] = ()
 
-    @field_validator("home", "key_file", mode="after")
+    @field_validator("ollama_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"ollama_url must look like http://host:11434, not {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("home", "key_file", "models_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
@@ -108,6 +142,16 @@ class Settings(BaseSettings):
         return self.key_file or self.home / "master.key"
 
     @property
+    def resolved_models_dir(self) -> Path:
+        """Where packaged language models are assembled and verified."""
+        return self.models_dir or Path(sys.prefix) / "share" / "huisclos" / "models"
+
+    @property
+    def generation_threads(self) -> int:
+        """Threads for the embedded language model."""
+        return self.llm_threads or (os.cpu_count() or 1)
+
+    @property
     def threads(self) -> int:
         """Threads for the embedding model."""
         return self.embedding_threads or (os.cpu_count() or 1)
@@ -117,7 +161,9 @@ class Settings(BaseSettings):
         hosts = list(self.allowed_hosts)
         if self.chroma_host:
             hosts.append(self.chroma_host)
-        return tuple(hosts)
+        if self.generator == "ollama":
+            hosts.append(urlsplit(self.ollama_url).hostname or "")
+        return tuple(host for host in hosts if host)
 
 
 def _home_from(*sources: PydanticBaseSettingsSource) -> Path:

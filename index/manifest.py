@@ -13,6 +13,7 @@ chunks, which :meth:`Manifest.pending_intents` returns for deletion.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -72,20 +73,46 @@ _COLUMNS = ", ".join(FileRecord.__slots__)
 
 
 class Manifest:
-    """Access to the manifest database. Not shared between threads."""
+    """Access to the manifest database.
+
+    Each thread gets its own SQLite connection (WAL: readers never block the
+    writer), so a question can be answered while an index run writes.
+    """
 
     def __init__(self, path: Path) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the manifest {path}: {exc}") from exc
         path.chmod(0o600)
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(
+                    self._path, isolation_level=None, timeout=30.0, check_same_thread=False
+                )
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the manifest {self._path}: {exc}") from exc
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
+        self._local = threading.local()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -9,6 +9,12 @@ Example::
         print(report.added, report.chunks_written)
         for hit in hc.search("montant de la facture", client="Dupont SARL"):
             print(hit.path, hit.page, hit.score)
+        answer = hc.ask("Quel est le montant de la facture 2024-117 ?", client="Dupont SARL")
+        print(answer.answer, [(c.n, c.path, c.page) for c in answer.citations])
+        stream = hc.ask_stream("What does the engagement letter say about fees?")
+        for token in stream:
+            print(token, end="", flush=True)
+        print(stream.result().citations)
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any
 
 from huisclos.config import Settings, install_network_guard, load_settings
 from huisclos.index.vault import Vault
+from huisclos.pipeline.answer import Answer, Answerer, AnswerStream
+from huisclos.pipeline.generators import LocalChatGenerator
 from huisclos.pipeline.ingest import IndexReport, Ingestor, Progress
 from huisclos.pipeline.search import Searcher, SearchHit
 
@@ -74,6 +82,7 @@ class Huisclos:
         self.vault = Vault(self.settings)
         self._ingestor: Ingestor | None = None
         self._searcher: Searcher | None = None
+        self._answerer: Answerer | None = None
 
     def __enter__(self) -> Huisclos:
         return self
@@ -84,6 +93,8 @@ class Huisclos:
         self.close()
 
     def close(self) -> None:
+        if self._answerer is not None:
+            self._answerer.generator.close()
         if self._ingestor is not None:
             self._ingestor.close()
         self.vault.close()
@@ -104,9 +115,50 @@ class Huisclos:
 
     def search(self, query: str, *, client: str | None = None, top_k: int = 5) -> list[SearchHit]:
         """Passages closest to ``query``, best first, optionally of one client."""
+        return self._search().search(query, client=client, top_k=top_k)
+
+    def _search(self) -> Searcher:
         if self._searcher is None:
             self._searcher = Searcher(self.vault)
-        return self._searcher.search(query, client=client, top_k=top_k)
+        return self._searcher
+
+    @property
+    def answerer(self) -> Answerer:
+        """The question-answering pipeline (built on first use; models load lazily)."""
+        if self._answerer is None:
+            generator = LocalChatGenerator.from_settings(self.settings)
+            self._answerer = Answerer(self.vault, self._search(), generator)
+        return self._answerer
+
+    def warm_up(self) -> None:
+        """Load the embedding and language models now rather than on the first question.
+
+        Raises:
+            GeneratorError: the model is missing, corrupt, or Ollama is unreachable.
+        """
+        self.answerer.warm_up()
+
+    def ask(self, question: str, *, client: str | None = None) -> Answer:
+        """Answer ``question`` from the indexed documents, with the sources it cites.
+
+        Args:
+            question: in French or English; the answer comes in the same language.
+            client: only this client's documents are retrieved and can be cited.
+
+        Returns:
+            The answer, its citations (``[n]`` in the text), backend and model.
+            When no document holds the answer, ``not_found`` is true and the
+            answer says so, with no citation.
+
+        Raises:
+            ConfigError: empty question or unknown client.
+            GeneratorError: the model is missing, or its server unreachable.
+        """
+        return self.answerer.ask(question, client=client)
+
+    def ask_stream(self, question: str, *, client: str | None = None) -> AnswerStream:
+        """Like :meth:`ask`, as an iterator of text pieces; then ``.result()``."""
+        return self.answerer.stream(question, client=client)
 
     def status(self) -> Status:
         """Counts by client, failures with their reasons."""

