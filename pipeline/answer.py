@@ -165,6 +165,7 @@ class CitationMapper:
     ) -> dict[str, Any]:
         lang: Language = "en" if language == "en" else "fr"
         text = (replies[0].text or "").strip() if replies else ""
+        text = _drop_invalid_markers(text, len(documents))
         numbers = _cited_numbers(text, len(documents))
         if not documents or is_not_found(text, cited=bool(numbers)):
             return {
@@ -189,6 +190,18 @@ class CitationMapper:
             "attributed": attributed,
             "language": lang,
         }
+
+
+def _drop_invalid_markers(text: str, count: int) -> str:
+    """Remove marker numbers that name no passage (and markers left empty)."""
+
+    def keep(match: re.Match[str]) -> str:
+        numbers = [p.strip() for p in re.split(r"[,;]", match.group(1))]
+        valid = [n for n in numbers if 1 <= int(n) <= count]
+        return f"[{', '.join(valid)}]" if valid else ""
+
+    cleaned = _MARKER.sub(keep, text)
+    return re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned).strip()
 
 
 def _cited_numbers(text: str, count: int) -> list[int]:

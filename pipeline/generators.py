@@ -198,7 +198,7 @@ class LocalChatGenerator:
         generator = OllamaChatGenerator(
             model=self.model,
             url=self.url,
-            timeout=int(max(1, round(self.timeout))),
+            timeout=self.timeout,  # type: ignore[arg-type]  # httpx takes float seconds
             generation_kwargs={
                 "temperature": 0.0,
                 "num_ctx": self.context_tokens,
@@ -207,16 +207,20 @@ class LocalChatGenerator:
             },
         )
         generator.warm_up()
-        with self._translated():
-            listed = generator._client.list()
-        names = {m.model for m in listed.models if m.model}
-        wanted = self.model if ":" in self.model else f"{self.model}:latest"
-        if self.model not in names and wanted not in names:
-            raise GeneratorError(
-                f"{self._describe()}: the server has no such model; "
-                f"run `ollama pull {self.model}` on that machine or set HUISCLOS_OLLAMA_MODEL "
-                f"(available: {', '.join(sorted(names)) or 'none'})"
-            )
+        try:
+            with self._translated():
+                listed = generator._client.list()
+            names = {m.model for m in listed.models if m.model}
+            wanted = self.model if ":" in self.model else f"{self.model}:latest"
+            if self.model not in names and wanted not in names:
+                raise GeneratorError(
+                    f"{self._describe()}: the server has no such model; "
+                    f"run `ollama pull {self.model}` on that machine or set "
+                    f"HUISCLOS_OLLAMA_MODEL (available: {', '.join(sorted(names)) or 'none'})"
+                )
+        except BaseException:
+            generator.close()  # its HTTP client holds a connection
+            raise
         log.info("ollama server reachable, model present")
         return generator
 

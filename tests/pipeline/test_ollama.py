@@ -11,6 +11,8 @@ import json
 import re
 import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,28 @@ def make() -> Iterator[Make]:
     yield build
     for generator in made:
         generator.close()
+
+
+def test_the_fake_answers_like_ollama(fake: FakeOllama) -> None:
+    """The official client reads the fake's answers (guards the fake's faithfulness)."""
+    with urllib.request.urlopen(fake.url + "/api/version", timeout=5) as response:
+        assert json.load(response) == {"version": "0.12.3"}
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(fake.url + "/api/nothing", timeout=5)
+    assert (missing.value.code, missing.value.read()) == (404, b"404 page not found")
+    missing.value.close()
+    with ollama.Client(host=fake.url, timeout=5) as client:
+        assert [m.model for m in client.list().models] == [MODEL, OTHER]
+        whole = client.chat(model=MODEL, messages=[{"role": "user", "content": "?"}])
+        assert (whole.message.content, whole.done, whole.done_reason) == (REPLY, True, "stop")
+        parts = list(client.chat(MODEL, messages=[{"role": "user", "content": "?"}], stream=True))
+        assert "".join(p.message.content or "" for p in parts) == REPLY
+        assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+        assert parts[-1].eval_count == len(parts) - 1 and parts[-1].prompt_eval_count
+        with pytest.raises(ollama.ResponseError) as absent:
+            client.chat(model="mistral:7b", messages=[{"role": "user", "content": "?"}])
+    assert absent.value.status_code == 404
+    assert absent.value.error == 'model "mistral:7b" not found, try pulling it first'
 
 
 # The generator component
@@ -196,7 +220,7 @@ def test_a_failed_warm_up_leaves_no_connection_open(fake: FakeOllama, make: Make
             generator.warm_up()
     generator.close()
     assert _eventually(lambda: fake.open_connections == 0), (
-        f"{fake.open_connections} connections to Ollama left open after a failed warm-up "
+        f"{fake.open_connections} connection(s) to Ollama left open after a failed warm-up "
         f"({excinfo.value})"
     )
 
