@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     )
     llm_threads: int = Field(0, ge=0, description="0: one per CPU core.")
     llm_context_tokens: int = Field(4096, ge=512, le=131072)
-    answer_passages: int = Field(4, ge=1, le=20, description="Passages given to the model.")
+    answer_passages: int = Field(3, ge=1, le=20, description="Passages given to the model.")
     max_answer_tokens: int = Field(320, ge=16, le=8192)
     default_language: Literal["fr", "en"] = Field(
         "fr", description="Language assumed when a question's language cannot be told."

@@ -52,7 +52,9 @@ __all__ = ["Answer", "AnswerStream", "Answerer", "Citation", "build_query_pipeli
 
 log = logging.getLogger(__name__)
 
-_MARKER = re.compile(r"\[\s*(?:(?:doc(?:ument)?|extrait|passage|source)\s*)?(\d+(?:\s*[,;]\s*\d+)*)\s*\]", re.I)
+_MARKER = re.compile(
+    r"\[\s*(?:(?:doc(?:ument)?|extrait|passage|source)\s*)?(\d+(?:\s*[,;]\s*\d+)*)\s*\]", re.I
+)
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 _SNIPPET_CHARS = 300
@@ -425,7 +427,7 @@ class Answerer:
             log.warning("question failed: %s", type(error).__name__)
             stream._finish(None, error)
             return
-        except BaseException as exc:  # delivered to the consumer, never lost
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer thread, not lost)
             stream._finish(None, exc)
             return
         cite = out["cite"]
@@ -450,4 +452,3 @@ class Answerer:
             answer.seconds,
         )
         stream._finish(answer, None)
-

@@ -154,9 +154,7 @@ class LocalChatGenerator:
                 LlamaCppChatGenerator,
             )
         except ImportError as exc:
-            raise GeneratorError(
-                "llama-cpp-python is not installed; run `make install`"
-            ) from exc
+            raise GeneratorError("llama-cpp-python is not installed; run `make install`") from exc
         generator = LlamaCppChatGenerator(
             model=str(path),
             n_ctx=self.context_tokens,
@@ -193,6 +191,7 @@ class LocalChatGenerator:
 
     def _connect_ollama(self) -> Any:
         from haystack_integrations.components.generators.ollama import OllamaChatGenerator
+        from ollama import Client
 
         self._check_guard()
         generator = OllamaChatGenerator(
@@ -206,21 +205,17 @@ class LocalChatGenerator:
                 "seed": 0,
             },
         )
+        with Client(host=self.url, timeout=self.timeout) as client, self._translated():
+            listed = client.list()
+        names = {m.model for m in listed.models if m.model}
+        wanted = self.model if ":" in self.model else f"{self.model}:latest"
+        if self.model not in names and wanted not in names:
+            raise GeneratorError(
+                f"{self._describe()}: the server has no such model; "
+                f"run `ollama pull {self.model}` on that machine or set "
+                f"HUISCLOS_OLLAMA_MODEL (available: {', '.join(sorted(names)) or 'none'})"
+            )
         generator.warm_up()
-        try:
-            with self._translated():
-                listed = generator._client.list()
-            names = {m.model for m in listed.models if m.model}
-            wanted = self.model if ":" in self.model else f"{self.model}:latest"
-            if self.model not in names and wanted not in names:
-                raise GeneratorError(
-                    f"{self._describe()}: the server has no such model; "
-                    f"run `ollama pull {self.model}` on that machine or set "
-                    f"HUISCLOS_OLLAMA_MODEL (available: {', '.join(sorted(names)) or 'none'})"
-                )
-        except BaseException:
-            generator.close()  # its HTTP client holds a connection
-            raise
         log.info("ollama server reachable, model present")
         return generator
 
@@ -281,4 +276,3 @@ class LocalChatGenerator:
         if inner is not None and hasattr(inner, "close"):
             with contextlib.suppress(Exception):
                 inner.close()
-

@@ -383,14 +383,14 @@ def test_every_marker_shown_in_the_answer_has_its_source(hc: Huisclos, fake: Fak
 def test_closing_an_answer_stream_stops_the_generation(hc: Huisclos, fake: FakeOllama) -> None:
     fake.piece_delay = 0.2  # the whole answer would take about 2 s
     stream = hc.ask_stream(QUESTION, client="Dupont SARL")
-    started = time.monotonic()
     first = next(stream)
+    started = time.monotonic()  # the rest of the answer would take about 2 s
     stream.close()
     with pytest.raises(GeneratorError, match="cancelled"):
         for _ in stream:
             pass
     assert first == "Le"
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 1.0
     with pytest.raises(GeneratorError, match="cancelled"):
         stream.result()
 
