@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 FOLDER ?= sample/Clients
 APT_PACKAGES := tesseract-ocr tesseract-ocr-fra tesseract-ocr-eng poppler-utils \
-	libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui libmagic1 pandoc
+	libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui libmagic1 pandoc \
+	build-essential cmake
 SOURCES := $(shell find config connectors index pipeline -name '*.py' 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # llama.cpp compiles from source: built once into a local wheel cache, then reinstalled in seconds.

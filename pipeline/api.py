@@ -52,6 +52,8 @@ class Status:
     vault: str
     embedding_model: str
     store: str
+    generator: str
+    """Answering backend and model, e.g. ``llamacpp qwen2.5-coder-1.5b``."""
     files: int
     chunks: int
     failed: int
@@ -180,6 +182,11 @@ class Huisclos:
         return Status(
             vault=str(settings.home),
             embedding_model=settings.embedding_model,
+            generator=(
+                f"ollama {settings.ollama_model} at {settings.ollama_url}"
+                if settings.generator == "ollama"
+                else f"llamacpp {settings.llm_model}"
+            ),
             store=(
                 f"chroma server {settings.chroma_host}:{settings.chroma_port}"
                 if settings.chroma_host

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success (even when some files failed: they are listed in the
 summary and in ``status``), 1 the run could not proceed (bad settings, key,
-store), 2 usage error.
+store, language model), 2 usage error.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def _print_status(status: Any, as_json: bool) -> None:
         print(json.dumps(status.to_dict(), ensure_ascii=False))
         return
     print(f"vault: {status.vault} ({status.store}, model {status.embedding_model})")
+    print(f"answers: {status.generator}")
     print(f"{status.files} files, {status.chunks} chunks, {status.failed} failed")
     for client in status.clients:
         print(f"  {client.name}: {client.files} files, {client.chunks} chunks")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -250,3 +251,17 @@ def test_closing_a_stream_stops_the_generation(tmp_path: Path) -> None:
         # The answerer is free again for the next question.
         generator.gate = None
         assert hc.ask("Quel est le montant ?").answer
+
+
+def test_asking_logs_no_question_passage_client_or_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hc, _ = _answerer(tmp_path, "Le montant est de 4 860,00 euros [1].")
+    caplog.set_level(logging.DEBUG)
+    with hc:
+        answer = hc.ask("Quel est le montant de la facture 2024-117 ?", client="Dupont SARL")
+    assert answer.citations
+    logged = caplog.text
+    assert "answered" in logged  # the run is logged, with counts
+    for secret in ("montant", "2024-117", "4 860", "Dupont", "facture.txt", "Martin"):
+        assert secret not in logged
