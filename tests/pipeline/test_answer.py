@@ -265,3 +265,23 @@ def test_asking_logs_no_question_passage_client_or_answer(
     assert "answered" in logged  # the run is logged, with counts
     for secret in ("montant", "2024-117", "4 860", "Dupont", "facture.txt", "Martin"):
         assert secret not in logged
+
+
+def test_the_generator_component_serialises_and_rejects_unknown_backends() -> None:
+    from huisclos.pipeline.generators import LocalChatGenerator
+
+    generator = LocalChatGenerator(
+        "ollama", "qwen2.5:7b-instruct", url="http://10.0.0.5:11434/", max_tokens=100
+    )
+    data = generator.to_dict()
+    again = LocalChatGenerator.from_dict(data)
+    assert again.to_dict() == data
+    assert (again.backend, again.model, again.url, again.max_tokens) == (
+        "ollama",
+        "qwen2.5:7b-instruct",
+        "http://10.0.0.5:11434",
+        100,
+    )
+    assert LocalChatGenerator("llamacpp", "/models/mine.gguf").model_name == "mine.gguf"
+    with pytest.raises(ConfigError, match="unknown generator backend"):
+        LocalChatGenerator("openai", "gpt-4o")  # type: ignore[arg-type]
