@@ -132,13 +132,17 @@ def _ask_one(hc: Any, question: str, client: str | None, as_json: bool) -> None:
         print(json.dumps(hc.ask(question, client=client).to_dict(), ensure_ascii=False))
         return
     stream = hc.ask_stream(question, client=client)
+    written: list[str] = []
     try:
         for piece in stream:
+            written.append(piece)
             print(piece, end="", flush=True)
     finally:
         stream.close()
     answer = stream.result()
-    if answer.not_found:
+    shown = "".join(written).strip()
+    if answer.not_found and shown != answer.answer:
+        # the model's own wording is replaced by the canonical sentence
         print("\r\033[K" + answer.answer if sys.stdout.isatty() else "\n" + answer.answer)
     else:
         print()

@@ -7,7 +7,9 @@ against the expected ones:
 
 - correct: the normalised expected answer appears in the normalised answer,
   or, for long expected answers (3 content words or more, e.g. extractive
-  spans), at least half of its content words do;
+  spans), at least half of its content words do; or, for a yes/no question,
+  the answer opens with the yes or no that the expected span implies (a span
+  with a negation such as "n'est plus possible" means no, otherwise yes);
 - token F1 between answer and expected answer (SQuAD-style, best over the
   expected answers);
 - citation: the expected ``source_file`` is among the cited files;
@@ -24,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import statistics
@@ -37,7 +40,13 @@ from typing import Any
 
 from huisclos.config import ConfigError, load_settings
 
-__all__ = ["AnswerEvalReport", "evaluate_answers", "normalise", "score_answer"]
+__all__ = [
+    "AnswerEvalReport",
+    "evaluate_answers",
+    "is_yes_no_question",
+    "normalise",
+    "score_answer",
+]
 
 _STOPWORDS = frozenset(
     [
@@ -120,9 +129,155 @@ def _f1(prediction: list[str], truth: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def score_answer(answer: str, expected: list[str]) -> tuple[bool, float]:
+_WH_FIRST = frozenset(
+    [
+        "qu",
+        "que",
+        "quel",
+        "quelle",
+        "quels",
+        "quelles",
+        "quoi",
+        "qui",
+        "comment",
+        "combien",
+        "ou",
+        "quand",
+        "pourquoi",
+        "lequel",
+        "laquelle",
+        "lesquels",
+        "lesquelles",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+    ]
+)
+_WH_LATER = frozenset(
+    [
+        "quel",
+        "quelle",
+        "quels",
+        "quelles",
+        "combien",
+        "comment",
+        "pourquoi",
+        "quand",
+        "quoi",
+        "lequel",
+        "laquelle",
+        "lesquels",
+        "lesquelles",
+    ]
+)
+_INVERTED = ("il", "elle", "on", "ils", "elles", "je", "vous", "nous")
+_EN_AUXILIARIES = frozenset(
+    [
+        "is",
+        "are",
+        "was",
+        "were",
+        "can",
+        "could",
+        "do",
+        "does",
+        "did",
+        "should",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "will",
+        "would",
+        "has",
+        "have",
+        "had",
+        "am",
+    ]
+)
+_NEGATIONS = frozenset(["pas", "non", "jamais", "aucun", "aucune", "impossible", "not", "no"])
+_UNDECIDED = frozenset(["depend", "depends", "selon"])
+_PREPOSITIONS = frozenset(
+    [
+        "a",
+        "avec",
+        "de",
+        "d",
+        "pour",
+        "sur",
+        "contre",
+        "par",
+        "en",
+        "dans",
+        "chez",
+        "vers",
+        "depuis",
+        "jusqu",
+        "sous",
+        "selon",
+        "apres",
+        "avant",
+        "aupres",
+        "to",
+        "with",
+        "for",
+        "by",
+        "from",
+        "in",
+        "on",
+        "of",
+        "at",
+    ]
+)
+
+
+def is_yes_no_question(question: str) -> bool:
+    """A closed question ("Peut-on ... ?", "Un intérimaire a-t-il ... ?", "Can I ... ?")."""
+    clause = question.lower().replace("’", "'").split(":")[-1]
+    words = normalise(clause)
+    if not words or words[0] in _WH_FIRST:
+        return False
+    head = normalise(clause.split("-")[0])  # the words before an inverted verb
+    if set(head) & _WH_LATER:  # "Dans quels cas peut-on", "Au profit de quoi ..."
+        return False
+    if any(a in _PREPOSITIONS and b in {"qui", "que"} for a, b in itertools.pairwise(head)):
+        return False  # "Avec qui ...", "Auprès de qui ..." (not "Un étranger qui ...")
+    if words[0] in _EN_AUXILIARIES or words[:3] == ["est", "ce", "que"]:
+        return True
+    # French subject-verb inversion: "peut-on", "a-t-il", "est-on", "donne t-il"
+    return any(f"-{p}" in clause or f" t-{p}" in clause for p in _INVERTED)
+
+
+def _expected_polarity(tokens: list[str]) -> bool | None:
+    """What an expected span says to a yes/no question: yes, no, or it depends (None)."""
+    words = set(tokens)
+    if words & _UNDECIDED:
+        return None
+    return not (words & _NEGATIONS or ("plus" in words and words & {"n", "ne"}))
+
+
+def _polarity(tokens: list[str]) -> bool | None:
+    if not tokens:
+        return None
+    if tokens[0] in {"oui", "yes"}:
+        return True
+    if tokens[0] in {"non", "no"}:
+        return False
+    return None
+
+
+def score_answer(
+    answer: str, expected: list[str], question: str | None = None
+) -> tuple[bool, float]:
     """(correct, best token F1) of ``answer`` against the expected answers."""
     tokens = normalise(answer)
+    said = _polarity(tokens) if question and is_yes_no_question(question) else None
     joined = " " + " ".join(tokens) + " "
     correct = False
     best_f1 = 0.0
@@ -136,12 +291,17 @@ def score_answer(answer: str, expected: list[str]) -> tuple[bool, float]:
         content = [t for t in truth_tokens if t not in _STOPWORDS]
         if len(content) >= 3 and sum(t in set(tokens) for t in content) >= len(content) / 2:
             correct = True
+        # a yes/no answer matching the span's sense, on the span's subject
+        on_subject = set(content) <= {"oui", "non", "yes", "no"} or set(content) & set(tokens[1:])
+        if said is not None and said == _expected_polarity(truth_tokens) and on_subject:
+            correct = True
     return correct, round(best_f1, 4)
 
 
 @dataclass(frozen=True, slots=True)
 class QuestionResult:
     id: str
+    answer: str
     correct: bool
     f1: float
     cited_source: bool
@@ -264,7 +424,7 @@ def evaluate_answers(
 
 def _ask(hc: Any, item: dict[str, Any], roots: list[Path], docs: Path) -> QuestionResult:
     answer = hc.ask(item["question"])
-    correct, f1 = score_answer(answer.answer, item["answers"])
+    correct, f1 = score_answer(answer.answer, item["answers"], item["question"])
     expected = Path(item["source_file"]).as_posix()
     cited = {
         (root.relative_to(docs) / citation.path).as_posix()
@@ -273,6 +433,7 @@ def _ask(hc: Any, item: dict[str, Any], roots: list[Path], docs: Path) -> Questi
     }
     return QuestionResult(
         id=item["id"],
+        answer=answer.answer,
         correct=correct and not answer.not_found,
         f1=0.0 if answer.not_found else f1,
         cited_source=expected in cited,

@@ -142,10 +142,10 @@ def test_instructions_inside_a_document_do_not_change_the_behaviour(
 def test_ask_json_answers_spf_questions_citing_the_right_document(tmp_path: Path) -> None:
     """Five spf-qa-fr questions (seeded sample, seed 0) through `huisclos ask --json`.
 
-    Judged by the expected answer with the lexical judge of huisclos.pipeline.evaluate
-    (strict: a correct "Oui, ..." to a yes/no question whose expected span has no
-    "oui" does not count). Measured: 4 of 5 answered from the right document, 2 of 5
-    lexically correct; the README gives the whole set.
+    The issue's bar: at least 3 of 5 correct, each citing the right document.
+    Judged by the expected answer with the judge of huisclos.pipeline.evaluate
+    (span containment, half the span's content words, or the yes/no the span
+    implies). Measured: 4 of 5; the README gives the whole set.
     """
     spf = DATA / "spf-qa-fr"
     items = load_questions(spf / "qa.jsonl", limit=5, seed=0)
@@ -163,16 +163,14 @@ def test_ask_json_answers_spf_questions_citing_the_right_document(tmp_path: Path
     )
     answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(answers) == 5
-    from_source = correct = 0
+    right = 0
     for item, answer in zip(items, answers, strict=True):
         assert set(answer) == {"answer", "citations", "backend", "model"}
         assert answer["backend"] == "llamacpp" and answer["model"] == DEFAULT
         cited = {"docs/" + c["path"] for c in answer["citations"]}
-        right_source = item["source_file"] in cited
-        from_source += right_source
-        correct += right_source and score_answer(answer["answer"], item["answers"])[0]
-    assert from_source >= 3, answers
-    assert correct >= 2, answers
+        correct, _ = score_answer(answer["answer"], item["answers"], item["question"])
+        right += correct and item["source_file"] in cited
+    assert right >= 3, answers
 
 
 def test_the_tiny_model_streams_through_the_same_pipeline(tmp_path: Path) -> None:

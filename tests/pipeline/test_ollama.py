@@ -441,3 +441,49 @@ def test_cli_ask_with_ollama_down_exits_1_naming_url_and_model(
     assert url in captured.err
     assert MODEL in captured.err
     assert captured.out == ""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Je ne trouve pas la réponse dans les documents.",
+        "Je ne trouve pas la réponse dans les documents fournis.",
+    ],
+)
+def test_cli_ask_shows_the_not_found_sentence_once(
+    reply: str,
+    fake: FakeOllama,
+    clients: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake.reply = lambda body: reply
+    _use_fake_ollama(monkeypatch, fake.url)
+    assert main(["index", str(clients)]) == 0
+    capsys.readouterr()
+
+    assert main(["ask", "Qui est le gérant ?", "--client", "Dupont SARL"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(NOT_FOUND["fr"]) == 1
+    assert out.strip().endswith(NOT_FOUND["fr"])
+    assert "facture.txt" not in out
+
+
+@pytest.mark.integration
+def test_cli_ask_streams_the_answer_then_lists_its_source(
+    fake: FakeOllama,
+    clients: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake.reply = _answer_from_prompt
+    _use_fake_ollama(monkeypatch, fake.url)
+    assert main(["index", str(clients)]) == 0
+    capsys.readouterr()
+
+    assert main(["ask", QUESTION, "--client", "Dupont SARL"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Le montant est de 4 860,00 euros [1]."
+    assert lines[2] == "[1] Dupont SARL/facture.txt (Dupont SARL)"
+    assert "4 860,00" in lines[3]
