@@ -403,18 +403,25 @@ def _use_fake_ollama(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("HUISCLOS_CONVERT_WORKERS", "0")  # convert in-process: fast
 
 
-@pytest.mark.integration
-def test_cli_ask_json_answers_through_ollama(
+@pytest.fixture
+def cli_indexed(
     fake: FakeOllama,
     clients: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:
+) -> FakeOllama:
+    """The CLI set to the fake Ollama, with the two clients indexed; output cleared."""
     fake.reply = _answer_from_prompt
     _use_fake_ollama(monkeypatch, fake.url)
     assert main(["index", str(clients)]) == 0
     capsys.readouterr()
+    return fake
 
+
+@pytest.mark.integration
+def test_cli_ask_json_answers_through_ollama(
+    cli_indexed: FakeOllama, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["ask", "--json", QUESTION, "--client", "Dupont SARL"]) == 0
     out = capsys.readouterr().out
     result = json.loads(out.strip().splitlines()[-1])
@@ -424,7 +431,7 @@ def test_cli_ask_json_answers_through_ollama(
         ("Dupont SARL/facture.txt", "Dupont SARL")
     ]
     assert (result["backend"], result["model"]) == ("ollama", MODEL)
-    assert "990,00" not in _prompt_text(fake.chat_requests[-1])
+    assert "990,00" not in _prompt_text(cli_indexed.chat_requests[-1])
 
 
 @pytest.mark.integration
@@ -452,17 +459,9 @@ def test_cli_ask_with_ollama_down_exits_1_naming_url_and_model(
     ],
 )
 def test_cli_ask_shows_the_not_found_sentence_once(
-    reply: str,
-    fake: FakeOllama,
-    clients: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    reply: str, cli_indexed: FakeOllama, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fake.reply = lambda body: reply
-    _use_fake_ollama(monkeypatch, fake.url)
-    assert main(["index", str(clients)]) == 0
-    capsys.readouterr()
-
+    cli_indexed.reply = lambda body: reply
     assert main(["ask", "Qui est le gérant ?", "--client", "Dupont SARL"]) == 0
     out = capsys.readouterr().out
     assert out.count(NOT_FOUND["fr"]) == 1
@@ -472,16 +471,8 @@ def test_cli_ask_shows_the_not_found_sentence_once(
 
 @pytest.mark.integration
 def test_cli_ask_streams_the_answer_then_lists_its_source(
-    fake: FakeOllama,
-    clients: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    cli_indexed: FakeOllama, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fake.reply = _answer_from_prompt
-    _use_fake_ollama(monkeypatch, fake.url)
-    assert main(["index", str(clients)]) == 0
-    capsys.readouterr()
-
     assert main(["ask", QUESTION, "--client", "Dupont SARL"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Le montant est de 4 860,00 euros [1]."
