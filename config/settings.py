@@ -107,6 +107,24 @@ class Settings(BaseSettings):
     ollama_model: str = "qwen2.5:7b-instruct"
     ollama_timeout_seconds: float = Field(120.0, gt=0)
 
+    # Watching
+    watch_mode: Literal["auto", "inotify", "polling"] = Field(
+        "auto",
+        description='"auto": inotify, or polling on network filesystems (NFS, SMB/CIFS, ...) '
+        "and when inotify is unavailable; or force one.",
+    )
+    watch_quiet_ms: int = Field(300, ge=10, le=60_000, description="Quiet period before a batch.")
+    watch_max_delay_ms: int = Field(
+        3000, ge=50, le=600_000, description="Upper bound on the delay of a batch under activity."
+    )
+    watch_poll_seconds: float = Field(1.0, gt=0, le=600, description="Polling interval.")
+    watch_settle_seconds: float = Field(
+        2.0, gt=0, le=3600, description="A file left open is taken after this long without events."
+    )
+    watch_rescan_minutes: float = Field(
+        60.0, ge=0, description="Full reconcile every so often, to catch missed events (0: never)."
+    )
+
     # Network
     allowed_hosts: tuple[str, ...] = ()
 

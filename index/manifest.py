@@ -47,6 +47,12 @@ CREATE TABLE IF NOT EXISTS clients(client_id TEXT PRIMARY KEY, name_ct TEXT NOT 
 CREATE TABLE IF NOT EXISTS client_keys(client_id TEXT PRIMARY KEY, wrapped BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS roots(root_id TEXT PRIMARY KEY, path_ct TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS intents(file_id TEXT PRIMARY KEY, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS watch_queue(
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    root_id TEXT NOT NULL,
+    rel_ct  TEXT NOT NULL,
+    added   REAL NOT NULL
+);
 """
 
 
@@ -141,15 +147,20 @@ class Manifest:
     def all_files(self) -> list[FileRecord]:
         return self._rows(f"SELECT {_COLUMNS} FROM files")
 
-    def by_file_ids(self, file_ids: Iterable[str]) -> dict[str, FileRecord]:
-        ids = list(dict.fromkeys(file_ids))
-        found: dict[str, FileRecord] = {}
+    def _rows_where_in(self, column: str, values: Iterable[str]) -> list[FileRecord]:
+        ids = list(dict.fromkeys(values))
+        rows: list[FileRecord] = []
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
             marks = ",".join("?" * len(part))
-            for row in self._rows(f"SELECT {_COLUMNS} FROM files WHERE file_id IN ({marks})", part):
-                found[row.file_id] = row
-        return found
+            rows += self._rows(f"SELECT {_COLUMNS} FROM files WHERE {column} IN ({marks})", part)
+        return rows
+
+    def by_file_ids(self, file_ids: Iterable[str]) -> dict[str, FileRecord]:
+        return {row.file_id: row for row in self._rows_where_in("file_id", file_ids)}
+
+    def by_path_ids(self, path_ids: Iterable[str]) -> dict[str, FileRecord]:
+        return {row.path_id: row for row in self._rows_where_in("path_id", path_ids)}
 
     def put_file(self, record: FileRecord) -> None:
         """Insert or replace the row of ``record.path_id``; clears its intent."""
@@ -168,6 +179,30 @@ class Manifest:
             "UPDATE files SET size = ?, mtime_ns = ?, updated = ? WHERE path_id = ?",
             (size, mtime_ns, time.time(), path_id),
         )
+
+    # the watcher's queue: changes accepted, not yet indexed -------------------
+
+    def queue_add(self, entries: Iterable[tuple[str, str]]) -> list[int]:
+        """Record (root_id, encrypted relative path) entries; returns their ids."""
+        now = time.time()
+        ids = []
+        with self.transaction():
+            for root_id, rel_ct in entries:
+                cursor = self._db.execute(
+                    "INSERT INTO watch_queue(root_id, rel_ct, added) VALUES (?, ?, ?)",
+                    (root_id, rel_ct, now),
+                )
+                ids.append(int(cursor.lastrowid or 0))
+        return ids
+
+    def queue_remove(self, ids: Iterable[int]) -> None:
+        with self.transaction():
+            self._db.executemany("DELETE FROM watch_queue WHERE id = ?", [(i,) for i in ids])
+
+    def queued(self) -> list[tuple[int, str, str]]:
+        """Every queued (id, root_id, rel_ct), oldest first."""
+        cursor = self._db.execute("SELECT id, root_id, rel_ct FROM watch_queue ORDER BY id")
+        return [(int(i), str(r), str(c)) for i, r, c in cursor]
 
     # intents ----------------------------------------------------------------
 

@@ -7,12 +7,18 @@ Layout of ``HUISCLOS_HOME`` (mode 0700)::
     manifest.sqlite3    files, clients, wrapped client keys, intents
     chroma/             the embedded Chroma store (absent with a Chroma server)
     config.toml         optional settings
+    writer.lock         held by the one process writing (an index run, the watcher)
+    watch.json          the watcher's state, for `huisclos status` (counts, no paths)
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from huisclos.config import Settings, StoreError
 from huisclos.index.keys import ClientCipher, KeyChain, load_master_key
@@ -46,9 +52,40 @@ class Vault:
         del master
         self.store = EncryptedStore(settings)
         self._registered: set[str] = set()
+        self._writer = threading.RLock()
+        self._writer_depth = 0
+        self._writer_fd = -1
 
     def close(self) -> None:
         self.manifest.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the writer lock: one writing process per vault, one writing thread in it.
+
+        Re-entrant within a thread. Raises:
+            StoreError: another process (a running ``huisclos watch``?) holds it.
+        """
+        with self._writer:
+            if self._writer_depth == 0:
+                fd = os.open(self.settings.home / "writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    raise StoreError(
+                        "another huisclos process is writing to this vault (a running "
+                        "`huisclos watch` keeps it up to date); try again when it is done"
+                    ) from None
+                self._writer_fd = fd
+            self._writer_depth += 1
+            try:
+                yield
+            finally:
+                self._writer_depth -= 1
+                if self._writer_depth == 0:
+                    os.close(self._writer_fd)  # releases the lock
+                    self._writer_fd = -1
 
     def client_cipher(self, client: str) -> ClientCipher:
         """The cipher of a client by name, registering the client on first use."""

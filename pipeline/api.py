@@ -20,17 +20,21 @@ Example::
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from huisclos.config import Settings, install_network_guard, load_settings
+from huisclos.connectors.watch import EventSource
 from huisclos.index.vault import Vault
 from huisclos.pipeline.answer import Answer, Answerer, AnswerStream
 from huisclos.pipeline.generators import LocalChatGenerator
 from huisclos.pipeline.ingest import IndexReport, Ingestor, Progress
 from huisclos.pipeline.search import Searcher, SearchHit
+from huisclos.pipeline.watch import Watcher, WatchState, read_state
 
 __all__ = ["ClientStatus", "Huisclos", "Status"]
 
@@ -59,6 +63,8 @@ class Status:
     failed: int
     clients: list[ClientStatus] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
+    watcher: WatchState | None = None
+    """The last state of ``huisclos watch`` on this vault (None: never run)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,9 +117,38 @@ class Huisclos:
         Raises:
             ConfigError: a root is not a directory.
         """
+        return self._ingest.index([Path(root) for root in roots], progress)
+
+    @property
+    def _ingest(self) -> Ingestor:
         if self._ingestor is None:
             self._ingestor = Ingestor(self.vault)
-        return self._ingestor.index([Path(root) for root in roots], progress)
+        return self._ingestor
+
+    def watch(
+        self,
+        *roots: str | Path,
+        stop_event: threading.Event | None = None,
+        source: EventSource | None = None,
+        on_batch: Callable[[IndexReport], None] | None = None,
+    ) -> None:
+        """Keep the roots indexed until ``stop_event`` is set (blocks; see ``huisclos watch``).
+
+        Catches up first (the same reconcile as :meth:`index`, plus changes an
+        interrupted run had accepted), then indexes changes as they happen.
+
+        Raises:
+            StoreError: another process is writing to the vault.
+        """
+        watcher = Watcher(
+            self.vault,
+            self._ingest,
+            [Path(root) for root in roots],
+            stop_event=stop_event,
+            source=source,
+            on_batch=on_batch,
+        )
+        watcher.run()
 
     def search(self, query: str, *, client: str | None = None, top_k: int = 5) -> list[SearchHit]:
         """Passages closest to ``query``, best first, optionally of one client."""
@@ -197,4 +232,5 @@ class Huisclos:
             failed=len(failures),
             clients=clients,
             failures=failures,
+            watcher=read_state(settings.home),
         )

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     index = sub.add_parser("index", help="index (or re-index incrementally) client folders")
     index.add_argument("paths", nargs="+", help="root folders (one subfolder per client)")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    watch = sub.add_parser(
+        "watch", help="keep client folders indexed as files change (runs until stopped)"
+    )
+    watch.add_argument("paths", nargs="+", help="root folders (one subfolder per client)")
+    watch.add_argument(
+        "--polling", action="store_true", help="poll instead of inotify (network shares)"
+    )
 
     status = sub.add_parser("status", help="what the vault holds, and failed files")
     status.add_argument("--json", action="store_true")
@@ -101,6 +112,31 @@ def _print_status(status: Any, as_json: bool) -> None:
         print(f"  {client.name}: {client.files} files, {client.chunks} chunks")
     for failure in status.failures:
         print(f"  failed: {failure['path']}: {failure['reason']}")
+    watcher = status.watcher
+    if watcher is not None:
+        modes = "/".join(watcher.modes) or "-"
+        line = f"watcher: {watcher.state} ({modes}), queue {watcher.queue}"
+        line += f", {watcher.indexed} files indexed since {_when(watcher.started_at)}"
+        line += f", last at {_when(watcher.last_indexed_at)}" if watcher.last_indexed_at else ""
+        if watcher.last_error:
+            line += f"; last error {watcher.last_error} at {_when(watcher.last_error_at)}"
+        print(line)
+
+
+def _when(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
+
+
+def _watch(hc: Any, args: argparse.Namespace) -> None:
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    print(f"huisclos: watching {len(args.paths)} folder(s); Ctrl-C to stop", file=sys.stderr)
+    hc.watch(*args.paths, stop_event=stop)
 
 
 def _print_hits(hits: Sequence[Any], as_json: bool) -> None:
@@ -199,7 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        overrides = {"home": args.home} if args.home else {}
+        overrides: dict[str, Any] = {"home": args.home} if args.home else {}
+        if getattr(args, "polling", False):
+            overrides["watch_mode"] = "polling"
         settings = load_settings(**overrides)
         install_network_guard(settings.network_hosts())
         if args.command == "models":
@@ -218,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print_index(report, args.json)
             elif args.command == "status":
                 _print_status(hc.status(), args.json)
+            elif args.command == "watch":
+                _watch(hc, args)
             elif args.command == "search":
                 _print_hits(hc.search(args.query, client=args.client, top_k=args.top_k), args.json)
             elif args.command == "ask":

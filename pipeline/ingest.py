@@ -23,10 +23,11 @@ import hashlib
 import json
 import logging
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from haystack import Document, Pipeline
 
@@ -148,40 +149,71 @@ class Ingestor:
             ConfigError: a root does not exist or is not a directory (nothing
                 is removed from the index in that case).
         """
+        return self._run([(root, None) for root in roots], progress)
+
+    def update(
+        self, root: Path, paths: Iterable[str], progress: Progress | None = None
+    ) -> IndexReport:
+        """Bring the index in line with some paths under ``root`` (what the watcher does).
+
+        Each path (relative to ``root``) is reconciled with the disk: a file is
+        indexed if its content changed (it is always hashed: size and mtime are
+        not trusted), a directory is reconciled recursively, and what no longer
+        exists at or under a path is removed. Files that vanished from one path
+        and appeared at another in the same call are moves: no re-embedding.
+
+        Raises:
+            ConfigError: the root does not exist (nothing is removed).
+        """
+        scope = sorted(set(paths))
+        return self._run([(root, None if "" in scope else scope)], progress)
+
+    def _run(
+        self, plan: list[tuple[Path, list[str] | None]], progress: Progress | None
+    ) -> IndexReport:
         started = time.monotonic()
         resolved = []
-        for root in roots:
+        for root, scope in plan:
             path = Path(root).expanduser().resolve()
             if not path.is_dir():
                 raise ConfigError(f"{root} is not a directory; give the folder of client folders")
-            resolved.append(path)
+            resolved.append((path, scope))
         report = IndexReport()
-        recover(self.vault)
-        changes: list[_Change] = []
-        for root in resolved:
-            changes.extend(self._diff_root(root, report))
-        self._convert_and_write(changes, report, progress)
+        with self.vault.writing():
+            recover(self.vault)
+            changes: list[_Change] = []
+            for root, scope in resolved:
+                changes.extend(self._diff_root(root, report, scope))
+            self._convert_and_write(changes, report, progress)
         report.seconds = round(time.monotonic() - started, 3)
         log.info(
-            "index run: %d added, %d updated, %d moved, %d removed, %d unchanged, %d failed, "
+            "index %s: %d added, %d updated, %d moved, %d removed, %d unchanged, %d failed, "
             "%d chunks written in %.1fs",
+            "run" if all(scope is None for _, scope in plan) else "update",
             report.added, report.updated, report.moved, report.removed,
             report.unchanged, report.failed, report.chunks_written, report.seconds,
         )  # fmt: skip
         return report
 
-    def _diff_root(self, root: Path, report: IndexReport) -> list[_Change]:
+    def _diff_root(
+        self, root: Path, report: IndexReport, scope: list[str] | None = None
+    ) -> list[_Change]:
         keys, manifest = self.vault.keys, self.vault.manifest
         root_id = keys.blind("root", str(root))
         manifest.put_root(root_id, keys.vault_cipher.encrypt(str(root), root_id))
-        known = manifest.files_under(root_id)
+        if scope is None:
+            known = manifest.files_under(root_id)
+            files: Iterable[SourceFile] = scan_root(root, self._keep)
+        else:
+            known = self._known_in(root, root_id, scope)
+            files = self._scan_paths(root, scope)
         seen: set[str] = set()
         candidates: list[tuple[SourceFile, str, FileRecord | None]] = []
-        for file in scan_root(root, self._keep):
+        for file in files:
             path_id = keys.blind("path", f"{root_id}\x00{file.rel}")
             seen.add(path_id)
             old = known.get(path_id)
-            if old and old.size == file.size and old.mtime_ns == file.mtime_ns:
+            if scope is None and old and old.size == file.size and old.mtime_ns == file.mtime_ns:
                 report.unchanged += 1
             else:
                 candidates.append((file, path_id, old))
@@ -207,6 +239,47 @@ class Ingestor:
                 changes.append(_Change(file, root_id, path_id, content_id, old))
         self._remove(list(missing.values()), report)
         return changes
+
+    def _scan_paths(self, root: Path, paths: list[str]) -> Iterator[SourceFile]:
+        """The kept files at or under ``paths`` (each path once, ancestors first)."""
+        covered: list[str] = []
+        for rel in sorted(paths, key=lambda p: (p.count("/"), p)):
+            if any(rel == d or rel.startswith(d + "/") for d in covered):
+                continue
+            parts = PurePosixPath(rel).parts
+            if not parts or not all(self._keep(part) for part in parts):
+                continue
+            path = root / rel
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                covered.append(rel)
+                for found in scan_root(path, self._keep):
+                    yield SourceFile(root, f"{rel}/{found.rel}", found.size, found.mtime_ns)
+            elif stat.S_ISREG(info.st_mode):
+                yield SourceFile(root, rel, info.st_size, info.st_mtime_ns)
+
+    def _known_in(self, root: Path, root_id: str, paths: list[str]) -> dict[str, FileRecord]:
+        """Manifest rows at or under ``paths``, by ``path_id``."""
+        keys = self.vault.keys
+        exact = {keys.blind("path", f"{root_id}\x00{rel}"): rel for rel in paths}
+        known = self.vault.manifest.by_path_ids(exact)
+        prefixes = [
+            rel + "/"
+            for path_id, rel in exact.items()
+            if path_id not in known and not (root / rel).is_file()
+        ]
+        if prefixes:  # a directory (or what was one): find its rows by their decrypted paths
+            ciphers: dict[str, ClientCipher] = {}
+            for path_id, row in self.vault.manifest.files_under(root_id).items():
+                if row.client_id not in ciphers:
+                    ciphers[row.client_id] = keys.cipher(row.client_id, create=False)
+                rel = ciphers[row.client_id].decrypt(row.path_ct, row.file_id)
+                if rel.startswith(tuple(prefixes)):
+                    known[path_id] = row
+        return known
 
     # --- moves and removals ----------------------------------------------------
 
