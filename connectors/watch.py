@@ -309,11 +309,11 @@ class _Collector:
         old.last = now
 
     def _ready(self, where: tuple[Path, str], item: _Pending, now: float) -> bool:
-        if item.change is Change.deleted or item.is_dir:
+        if item.change is Change.deleted or item.is_dir or item.complete:
             return True
         if self._modes(where[0]) == "polling":  # one whole poll without a change
             return now - item.last >= self._poll * 1.5
-        return item.complete or now - item.last >= self._settle
+        return now - item.last >= self._settle
 
     def take(self, now: float) -> set[FileChange]:
         """The changes ready to be released now (removed from the pending set)."""
@@ -323,7 +323,23 @@ class _Collector:
             oldest = min(item.first for item in self._pending.values())
             if now - self._last_event < self._quiet and now - oldest < self._max_delay:
                 return set()
-            ready = [w for w, item in self._pending.items() if self._ready(w, item, now)]
+            # files listed in a directory that just appeared (moved in, unpacked)
+            # are covered by the scan of that directory
+            new_dirs = {
+                (root, rel + "/")
+                for (root, rel), item in self._pending.items()
+                if item.is_dir and item.change is Change.added
+            }
+            ready = [
+                (root, rel)
+                for (root, rel), item in self._pending.items()
+                if self._ready((root, rel), item, now)
+                or any(r == root and rel.startswith(d) for r, d in new_dirs)
+            ]
+            if len(ready) < len(self._pending):
+                # a deleted file may reappear among the files not ready yet (a move
+                # seen as delete + create): release its deletion with them
+                ready = [w for w in ready if self._pending[w].change is not Change.deleted]
             batch = set()
             for where in ready:
                 item = self._pending.pop(where)

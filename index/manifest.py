@@ -159,6 +159,9 @@ class Manifest:
     def by_file_ids(self, file_ids: Iterable[str]) -> dict[str, FileRecord]:
         return {row.file_id: row for row in self._rows_where_in("file_id", file_ids)}
 
+    def by_content(self, content_id: str) -> list[FileRecord]:
+        return self._rows_where_in("content_id", [content_id])
+
     def by_path_ids(self, path_ids: Iterable[str]) -> dict[str, FileRecord]:
         return {row.path_id: row for row in self._rows_where_in("path_id", path_ids)}
 

@@ -235,6 +235,9 @@ class Ingestor:
             elif old is None and by_content.get(content_id):
                 moved_from = missing.pop(by_content[content_id].pop())
                 self._move(moved_from, file, path_id, root_id, report)
+            elif old is None and scope is not None and (gone := self._vanished(root, content_id)):
+                # moved from a path whose removal the watcher has not reported yet
+                self._move(gone, file, path_id, root_id, report)
             else:
                 changes.append(_Change(file, root_id, path_id, content_id, old))
         self._remove(list(missing.values()), report)
@@ -280,6 +283,17 @@ class Ingestor:
                 if rel.startswith(tuple(prefixes)):
                     known[path_id] = row
         return known
+
+    def _vanished(self, root: Path, content_id: str) -> FileRecord | None:
+        """A row of this root with this content whose file is no longer on disk."""
+        root_id = self.vault.keys.blind("root", str(root))
+        for row in self.vault.manifest.by_content(content_id):
+            if row.root_id != root_id:
+                continue
+            cipher = self.vault.keys.cipher(row.client_id, create=False)
+            if not (root / cipher.decrypt(row.path_ct, row.file_id)).exists():
+                return row
+        return None
 
     # --- moves and removals ----------------------------------------------------
 
