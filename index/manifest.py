@@ -202,6 +202,9 @@ class Manifest:
         with self.transaction():
             self._db.executemany("DELETE FROM watch_queue WHERE id = ?", [(i,) for i in ids])
 
+    def queue_length(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM watch_queue").fetchone()[0])
+
     def queued(self) -> list[tuple[int, str, str]]:
         """Every queued (id, root_id, rel_ct), oldest first."""
         cursor = self._db.execute("SELECT id, root_id, rel_ct FROM watch_queue ORDER BY id")

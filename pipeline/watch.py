@@ -235,7 +235,6 @@ class Watcher:
             ids = self.vault.manifest.queue_add(
                 (root_id, keys.vault_cipher.encrypt(rel, root_id)) for rel in rels
             )
-            self.state.queue = len(ids) + len(self._retries)
             try:
                 report = self._index(self.ingestor.update, root, rels, self._check_stop)
             except (HuisclosError, OSError) as exc:
@@ -258,7 +257,6 @@ class Watcher:
             )  # fmt: skip
             if self._on_batch:
                 self._on_batch(report)
-        self.state.queue = len(self._retries)
 
     def _retry_due(self) -> None:
         """Retry failed paths one by one, each with its own growing delay."""
@@ -277,7 +275,6 @@ class Watcher:
             self._retries.remove(retry)
             self.vault.manifest.queue_remove([retry.queue_id])
             self._count(report)
-        self.state.queue = len(self._retries)
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -307,8 +304,8 @@ class Watcher:
         """Record the state in the vault (atomically; counts and types only)."""
         self.state.state = state
         self.state.updated_at = time.time()
-        if self._stream is not None:
-            self.state.queue = len(self._retries) + self._stream.pending
+        pending = self._stream.pending if self._stream is not None else 0
+        self.state.queue = self.vault.manifest.queue_length() + pending
         path = self.settings.home / STATE_FILE
         temporary = path.with_suffix(".tmp")
         try:
