@@ -119,7 +119,11 @@ class Settings(BaseSettings):
     )
     watch_poll_seconds: float = Field(1.0, gt=0, le=600, description="Polling interval.")
     watch_settle_seconds: float = Field(
-        2.0, gt=0, le=3600, description="A file left open is taken after this long without events."
+        2.0,
+        gt=0,
+        le=3600,
+        description="A file left open (inotify), or any file (polling), is taken after "
+        "this long unchanged.",
     )
     watch_rescan_minutes: float = Field(
         60.0, ge=0, description="Full reconcile every so often, to catch missed events (0: never)."

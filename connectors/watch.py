@@ -9,7 +9,8 @@ continuous activity. A file is only released once it is complete:
 - inotify: when the writer closes it (a rename onto the path counts as
   complete: an editor's atomic save is one change of the target); a file left
   open is taken after ``settle_seconds`` without events;
-- polling: when a whole poll interval saw no change of its size or mtime.
+- polling: when its size and mtime stayed the same for ``settle_seconds``
+  (and at least one and a half poll intervals).
 
 Names the filter rejects (Office lock files, temporary and hidden files) are
 never reported; a rename from such a name onto a kept one reports the target.
@@ -311,8 +312,8 @@ class _Collector:
     def _ready(self, where: tuple[Path, str], item: _Pending, now: float) -> bool:
         if item.change is Change.deleted or item.is_dir or item.complete:
             return True
-        if self._modes(where[0]) == "polling":  # one whole poll without a change
-            return now - item.last >= self._poll * 1.5
+        if self._modes(where[0]) == "polling":  # size and mtime stable over polls
+            return now - item.last >= max(self._poll * 1.5, self._settle)
         return now - item.last >= self._settle
 
     def take(self, now: float) -> set[FileChange]:
@@ -439,7 +440,8 @@ def watch_changes(
         quiet_ms: a batch is released after this long without events...
         max_delay_ms: ...or once its oldest change has waited this long.
         poll_seconds: polling interval of the polling observer.
-        settle_seconds: a file written but not closed is taken after this long idle.
+        settle_seconds: a file written but not closed (inotify), or any file (polling),
+            is taken after this long without a change.
         idle_ms: if set, an empty batch is yielded after this long without one
             (like watchfiles' ``yield_on_timeout``), so the consumer can do periodic work.
         source: the event source (default: watchdog observers over ``roots``).

@@ -104,6 +104,15 @@ class Converter:
             self._pool = self._new_pool()
             self._pool.submit(_ready)  # workers spawn on the first submission
 
+    def wait_ready(self) -> None:
+        """Start the workers and wait until one has loaded its parsers."""
+        self.start()
+        if self._pool is not None:
+            self._pool.submit(_ready).result()
+        elif not self._prepared:
+            prepare()
+            self._prepared = True
+
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=self._workers,

@@ -134,7 +134,9 @@ class Ingestor:
         self._converter.start()
 
     def warm_up(self) -> None:
+        """Load the embedding model and the conversion workers' parsers."""
         self._pipeline.warm_up()
+        self._converter.wait_ready()
 
     def close(self) -> None:
         """Stop the conversion workers."""

@@ -181,6 +181,7 @@ class Watcher:
         # events are collected from here on: nothing done during the catch-up is missed
         with stream:
             self.state.modes = sorted(set(stream.modes.values()))
+            self.ingestor.warm_up()  # the first change must not wait for models to load
             self._catch_up(roots)
             self._set("running")
             for batch in stream:

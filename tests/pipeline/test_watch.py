@@ -84,7 +84,7 @@ def watched(
         watch_mode=request.param,
         watch_quiet_ms=200,
         watch_poll_seconds=0.5,
-        watch_settle_seconds=5.0,
+        watch_settle_seconds=2.5,
     )
     stop = threading.Event()
     with Huisclos(settings) as hc:
