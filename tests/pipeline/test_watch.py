@@ -275,3 +275,32 @@ def test_a_second_writer_is_refused_while_the_watcher_runs(
             other.index(watched.root)
     finally:
         other.close()
+
+
+def test_a_root_that_goes_away_removes_nothing_and_is_caught_up_on_return(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "Clients"
+    _write(root / "Dupont" / "contrat.txt", "Contrat de mission de Dupont SARL.")
+    settings = load_settings(home=tmp_path / "vault", key_source="file", watch_quiet_ms=100)
+    stop = threading.Event()
+    with Huisclos(settings) as hc:
+        thread = threading.Thread(target=hc.watch, args=(root,), kwargs={"stop_event": stop})
+        thread.start()
+        try:
+            state = Watched(hc, root, tmp_path, "inotify")
+            state.wait(lambda: _watcher_state(hc) == "running", "the start")
+            assert list(state.files()) == ["Dupont/contrat.txt"]
+            root.rename(tmp_path / "unmounted")  # the share goes away
+            state.wait(lambda: _watcher_state(hc) == "waiting for a root", "the wait")
+            assert list(state.files()) == ["Dupont/contrat.txt"]  # nothing removed
+            _write(tmp_path / "unmounted" / "Dupont" / "avenant.txt", "Avenant signé en mai.")
+            (tmp_path / "unmounted").rename(root)  # back, with a file added meanwhile
+            expected = ["Dupont/avenant.txt", "Dupont/contrat.txt"]
+            state.wait(lambda: sorted(state.files()) == expected, "the catch-up")
+            state.wait(lambda: _watcher_state(hc) == "running", "running again")
+            _write(root / "Dupont" / "relance.txt", "Relance pour la facture impayée.")
+            state.wait(lambda: "Dupont/relance.txt" in state.files(), "a change after the return")
+        finally:
+            stop.set()
+            thread.join(timeout=30)
