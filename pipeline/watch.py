@@ -44,8 +44,11 @@ _RETRY_FIRST, _RETRY_MAX = 2.0, 600.0
 _ROOT_CHECK = 5.0
 
 
-class _Stopped(Exception):
-    """Raised inside an indexing step when the watcher is asked to stop."""
+class _Stopped(BaseException):
+    """Raised inside an indexing step when the watcher is asked to stop.
+
+    A BaseException, so that no ``except Exception`` on the way swallows it.
+    """
 
 
 @dataclass(slots=True)
@@ -191,7 +194,11 @@ class Watcher:
                 if self._roots_changed(roots):
                     return
                 if self._rescan_due():
-                    self._catch_up(roots)
+                    try:
+                        self._catch_up(roots)
+                    except (HuisclosError, OSError) as exc:  # next time, then
+                        self._failed(exc)
+                        self._last_rescan = time.monotonic()
                     self._set("running")
                 self._set(self.state.state)
 
@@ -238,7 +245,7 @@ class Watcher:
             )
             try:
                 report = self._index(self.ingestor.update, root, rels, self._check_stop)
-            except (HuisclosError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 (a service loop: the paths are retried)
                 self._failed(exc)
                 if isinstance(exc, ConfigError) and not root.is_dir():
                     continue  # the root went away: the queue keeps the paths for later
@@ -268,7 +275,7 @@ class Watcher:
                 report = self._index(
                     self.ingestor.update, retry.root, [retry.rel], self._check_stop
                 )
-            except (HuisclosError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 (a service loop: retried later)
                 self._failed(exc)
                 retry.delay = min(retry.delay * 2, _RETRY_MAX)
                 retry.due = time.monotonic() + retry.delay

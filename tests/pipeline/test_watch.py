@@ -277,6 +277,29 @@ def test_a_second_writer_is_refused_while_the_watcher_runs(
         other.close()
 
 
+def test_a_failing_step_is_retried_and_the_watcher_goes_on(
+    watched: Watched, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingestor = watched.hc._ingest
+    real_update = ingestor.update
+    calls: list[list[str]] = []
+
+    def flaky(root: Path, paths: list[str], progress: object = None) -> IndexReport:
+        calls.append(list(paths))
+        if len(calls) == 1:
+            raise RuntimeError("the store hiccuped")
+        return real_update(root, paths, progress)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingestor, "update", flaky)
+    _write(watched.root / "Retry" / "a.txt", "Document indexé au second essai.")
+    watched.wait(lambda: "Retry/a.txt" in watched.files(), "the retry")
+    _write(watched.root / "Retry" / "b.txt", "Document suivant, indexé normalement.")
+    watched.wait(lambda: "Retry/b.txt" in watched.files(), "the next change")
+    watcher = watched.hc.status().watcher
+    assert watcher is not None and watcher.state == "running"
+    assert watcher.last_error == "RuntimeError" and watcher.queue == 0
+
+
 def test_a_root_that_goes_away_removes_nothing_and_is_caught_up_on_return(
     tmp_path: Path,
 ) -> None:
