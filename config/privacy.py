@@ -57,6 +57,8 @@ CONTENT_LOGGERS: dict[str, int] = {
     "unstructured_inference": logging.WARNING,
     "pdfminer": logging.ERROR,
     "pypdf": logging.ERROR,
+    # Debug messages name every changed file ("in-event <...src_path=...>").
+    "watchdog": logging.INFO,
     # Describes the inputs of a failed pipeline run (questions, passages).
     "haystack.utils.base_serialization": logging.ERROR,
     "haystack.core.pipeline": logging.WARNING,

@@ -37,6 +37,7 @@ from typing import Literal, Protocol
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
+    DirModifiedEvent,
     DirMovedEvent,
     FileClosedEvent,
     FileCreatedEvent,
@@ -158,6 +159,24 @@ def observer_mode(root: Path, mode: Literal["auto", "inotify", "polling"]) -> Mo
     return "inotify"
 
 
+class _OverflowWatch(logging.Handler):
+    """Turns watchdog's "inotify queue overflowed" warning into a rescan of the roots.
+
+    Events were lost; a modified-directory event on a root (which the observers
+    never send themselves) asks the consumer to reconcile that whole root.
+    """
+
+    def __init__(self, roots: list[Path], emit: Callable[[FileSystemEvent], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._roots, self._emit = roots, emit
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in str(record.msg):
+            log.warning("inotify lost events (queue overflow): rescanning")
+            for root in self._roots:
+                self._emit(DirModifiedEvent(str(root)))
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, emit: Callable[[FileSystemEvent], None]) -> None:
         self._emit = emit
@@ -184,9 +203,12 @@ class WatchdogSource:
         self.poll_seconds = poll_seconds
         self.modes: dict[Path, Mode] = {}
         self._observers: list[BaseObserver] = []
+        self._overflow: _OverflowWatch | None = None
 
     def start(self, emit: Callable[[FileSystemEvent], None]) -> None:
         handler = _Handler(emit)
+        self._overflow = _OverflowWatch(self.roots, emit)
+        logging.getLogger("watchdog.observers").addHandler(self._overflow)
         inotify: BaseObserver | None = None
         polling: BaseObserver | None = None
         for root in self.roots:
@@ -211,6 +233,9 @@ class WatchdogSource:
             self.modes[root] = mode
 
     def stop(self) -> None:
+        if self._overflow is not None:
+            logging.getLogger("watchdog.observers").removeHandler(self._overflow)
+            self._overflow = None
         for observer in self._observers:
             observer.stop()
         for observer in self._observers:
@@ -279,6 +304,10 @@ class _Collector:
                     self._note(target, Change.added, is_dir, True, now)
             elif source is None:
                 return
+            elif isinstance(event, DirModifiedEvent):
+                if source[1] != "":
+                    return
+                self._note(source, Change.modified, True, True, now)  # rescan the root
             elif isinstance(event, FileDeletedEvent | DirDeletedEvent):
                 self._note(source, Change.deleted, is_dir, True, now)
             elif isinstance(event, FileClosedEvent):

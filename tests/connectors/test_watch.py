@@ -6,6 +6,7 @@ last ones use the real inotify and polling observers on the real filesystem.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from watchdog.events import (
 from huisclos.config import load_settings
 from huisclos.connectors.scan import ignore_filter
 from huisclos.connectors.watch import (
+    Change,
     FileChange,
     network_filesystem,
     observer_mode,
@@ -317,3 +319,19 @@ def test_real_observer_reports_a_file_once_its_writer_is_done(tmp_path: Path, mo
     assert path.with_name("releve-2024.txt").stat().st_size == closed_size
     rest = set().union(*run.simple()[1:])
     assert rest == {("deleted", "Dupont/releve.txt"), ("added", "Dupont/releve-2024.txt")}
+
+
+def test_lost_inotify_events_ask_for_a_rescan_of_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "Clients"
+    root.mkdir()
+    run = Run(None, [root], mode="inotify", quiet_ms=50)
+    try:
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        time.sleep(0.4)
+    finally:
+        run.close()
+    assert [{(c.change, c.rel, c.is_dir) for c in b} for _, b in run.batches] == [
+        {(Change.modified, "", True)}
+    ]

@@ -7,6 +7,7 @@ store) matches what it did on disk.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -245,6 +246,24 @@ def test_lock_temporary_and_hidden_files_are_ignored(watched: Watched) -> None:
     watched.wait(lambda: "Noise/vrai.txt" in watched.files(), "the real file")
     watched.settle()
     assert list(watched.under("Noise")) == ["Noise/vrai.txt"]
+
+
+def test_watching_logs_counts_never_names_or_text(
+    watched: Watched, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _write(
+        watched.root / "Secret Client" / "dossier-medical.txt", "Diagnostic : diabète de type 2."
+    )
+    watched.wait(lambda: "Secret Client/dossier-medical.txt" in watched.files(), "the file")
+    (watched.root / "Secret Client" / "dossier-medical.txt").rename(
+        watched.root / "Secret Client" / "archive-medicale.txt"
+    )
+    watched.wait(lambda: "Secret Client/archive-medicale.txt" in watched.files(), "the move")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "batch:" in logged
+    for secret in ("Secret Client", "dossier-medical", "archive-medicale", "diabète", "Diagnostic"):
+        assert secret not in logged, secret
 
 
 def test_the_store_holds_exactly_the_chunks_the_manifest_lists(watched: Watched) -> None:
