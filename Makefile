@@ -81,6 +81,7 @@ typecheck: install
 
 bench: install
 	$(PY) bench/ingest.py
+	$(PY) bench/watch.py
 
 eval: install
 	$(PY) bench/compare_embedders.py
