@@ -368,8 +368,14 @@ class _Collector:
             ]
             if len(ready) < len(self._pending):
                 # a deleted file may reappear among the files not ready yet (a move
-                # seen as delete + create): release its deletion with them
-                ready = [w for w in ready if self._pending[w].change is not Change.deleted]
+                # seen as delete + create): release its deletion with them, unless
+                # it has already waited the longest a change may wait
+                ready = [
+                    w
+                    for w in ready
+                    if self._pending[w].change is not Change.deleted
+                    or now - self._pending[w].first >= self._max_delay
+                ]
             batch = set()
             for where in ready:
                 item = self._pending.pop(where)
