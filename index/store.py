@@ -10,6 +10,8 @@ table stays empty, and Chroma never embeds anything itself.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -19,6 +21,10 @@ from huisclos.config import Settings, StoreError
 __all__ = ["ChunkMeta", "ChunkRecord", "EncryptedStore", "StoredHit"]
 
 log = logging.getLogger(__name__)
+
+_MARKER = "changed"
+_WRITTEN_HERE: set[str] = set()
+"""Generations written by this process (its own in-memory index is up to date)."""
 
 
 class ChunkMeta(TypedDict):
@@ -62,9 +68,17 @@ class EncryptedStore:
     """Chroma, embedded (``PersistentClient``) or a server (``HttpClient``)."""
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._batch = settings.write_batch_size
+        self._marker = None if settings.chroma_host else settings.home / "chroma" / _MARKER
+        self._open()
+        self._seen = self._generation()
+
+    def _open(self) -> None:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
+        settings = self._settings
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         try:
             if settings.chroma_host:
@@ -87,7 +101,47 @@ class EncryptedStore:
                 else f"the embedded store in {settings.home / 'chroma'}"
             )
             raise StoreError(f"cannot open {where}: {exc}") from exc
-        self._batch = settings.write_batch_size
+
+    # --- several processes on one embedded store ---------------------------------
+    # Embedded Chroma keeps its index in memory per process: a process that
+    # opened the store before another one (the watcher) wrote to it does not see
+    # those chunks, and can even fail on them. Writers therefore bump a marker
+    # file; a reader that sees a marker it did not write reopens the store.
+
+    def _generation(self) -> str:
+        if self._marker is None:
+            return ""
+        try:
+            return self._marker.read_text(encoding="ascii")
+        except OSError:
+            return ""
+
+    def _wrote(self) -> None:
+        if self._marker is None:
+            return
+        generation = f"{os.getpid()}-{time.time_ns()}"
+        temporary = self._marker.with_suffix(".tmp")
+        try:
+            temporary.write_text(generation, encoding="ascii")
+            temporary.replace(self._marker)
+        except OSError as exc:
+            log.warning("cannot mark the store as changed (%s)", type(exc).__name__)
+            return
+        _WRITTEN_HERE.add(generation)
+        self._seen = generation
+
+    def _fresh(self, force: bool = False) -> None:
+        """Reopen the store if another process wrote to it since this one last looked."""
+        generation = self._generation()
+        if not force and (generation == self._seen or generation in _WRITTEN_HERE):
+            self._seen = generation
+            return
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        log.info("the store was changed by another process: reopening it")
+        SharedSystemClient.clear_system_cache()
+        self._open()
+        self._seen = generation
 
     def _call(self, action: str, fn: Any, **kwargs: Any) -> Any:
         try:
@@ -96,6 +150,7 @@ class EncryptedStore:
             raise StoreError(f"the vector store failed to {action}: {exc}") from exc
 
     def count(self) -> int:
+        self._fresh()
         return int(self._call("count", self._collection.count))
 
     def upsert(self, records: Iterable[ChunkRecord]) -> int:
@@ -120,6 +175,7 @@ class EncryptedStore:
             embeddings=[list(map(float, r.embedding)) for r in batch],
             metadatas=[dict(r.meta) for r in batch],
         )
+        self._wrote()
         return len(batch)
 
     def delete_files(self, file_ids: Sequence[str]) -> None:
@@ -128,9 +184,11 @@ class EncryptedStore:
             part = list(file_ids[start : start + 100])
             where: dict[str, Any] = {"file": part[0]} if len(part) == 1 else {"file": {"$in": part}}
             self._call("delete chunks", self._collection.delete, where=where)
+        self._wrote()
 
     def get_file_chunks(self, file_id: str) -> list[ChunkRecord]:
         """Every chunk of one file, with its embedding (used to move across clients)."""
+        self._fresh()
         got = self._call(
             "read chunks",
             self._collection.get,
@@ -155,7 +213,13 @@ class EncryptedStore:
         }
         if client_id is not None:
             kwargs["where"] = {"client": client_id}
-        got = self._call("search", self._collection.query, **kwargs)
+        try:
+            got = self._call("search", self._collection.query, **kwargs)
+        except StoreError:
+            if self._marker is None or self._generation() in _WRITTEN_HERE:
+                raise
+            self._fresh(force=True)  # written to by another process meanwhile
+            got = self._call("search", self._collection.query, **kwargs)
         return [
             StoredHit(id=i, distance=float(d), meta=m)
             for i, d, m in zip(got["ids"][0], got["distances"][0], got["metadatas"][0], strict=True)

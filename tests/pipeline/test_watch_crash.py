@@ -150,3 +150,39 @@ def test_sigkill_during_a_batch_of_200_files_leaves_exactly_the_files_on_disk(
         assert hits[0].path == "Beta/piece-001.txt"
         moved = hc.search(_document("Gamma", 2), client="Delta", top_k=1)
         assert moved[0].path == "Delta/piece-002-deplacee.txt"
+
+
+def test_a_process_that_stays_open_sees_what_the_watcher_indexes(tmp_path: Path) -> None:
+    """An interactive `huisclos ask`, or an integration, keeps its vault open meanwhile."""
+    root, home = tmp_path / "Clients", tmp_path / "vault"
+    (root / "Cabinet").mkdir(parents=True)
+    (root / "Cabinet" / "initial.txt").write_text("Document initial du cabinet.", encoding="utf-8")
+    service = _Service(root, home, tmp_path / "watch.log")
+    service.start()
+    try:
+        with Huisclos(load_settings(home=home, key_source="file")) as reader:
+            assert [h.path for h in reader.search("document initial", top_k=1)] == [
+                "Cabinet/initial.txt"
+            ]
+            for word in ("girafe", "volcan", "boussole"):
+                path = root / "Cabinet" / f"{word}.txt"
+                path.write_text(f"Le mot de passe du coffre est {word}.", encoding="utf-8")
+
+                def found(word: str = word) -> bool:
+                    hits = reader.search(f"mot de passe du coffre {word}", top_k=1)
+                    return bool(hits) and hits[0].path == f"Cabinet/{word}.txt"
+
+                _wait(found, f"{word} to be searchable from the other process", timeout=20)
+            (root / "Cabinet" / "girafe.txt").unlink()
+            _wait(
+                lambda: (
+                    "Cabinet/girafe.txt"
+                    not in {h.path for h in reader.search("mot de passe girafe", top_k=5)}
+                ),
+                "the deletion to be seen",
+                timeout=20,
+            )
+    finally:
+        assert service.process is not None
+        service.process.send_signal(signal.SIGTERM)
+        assert service.process.wait(timeout=60) == 0
