@@ -4,13 +4,22 @@ Envelope scheme:
 
 - The *master key* (32 bytes) comes from the OS keyring, a key file with
   0600 permissions, or a passphrase stretched with scrypt; never from code.
-  A key-check record in ``vault.json`` tells a wrong key from a right one.
-- From the master key, HKDF derives a *wrap key* (wraps client data keys)
-  and an *index key* (keyed hashes used as blind indexes for filtering).
-- Each client has its own random 256-bit *data key*, stored only wrapped.
-  Chunk text, paths and client names are AES-256-GCM ciphertext under it,
-  with the record's id as associated data, so a record cannot be swapped
-  for another. Destroying a client's wrapped key makes its records unreadable.
+  Key-check records in ``vault.json`` tell a wrong key from a right one.
+- From the master key, HKDF derives only a *wrap key* and its id (``kek``).
+  Everything else is wrapped by it and stored in the manifest, one row per
+  (key, kek): the *vault keys* (blind index, vault records, audit chain) and
+  each client's random 256-bit *data key*. Rotating the master key re-wraps
+  these rows; no record is re-encrypted and no blind index changes.
+- Chunk text, paths and client names are AES-256-GCM ciphertext under the
+  client's data key, with the record's id as associated data, so a record
+  cannot be swapped for another. Destroying a client's wrapped key (and
+  rotating the master key, so that no copy wrapped under a live key remains
+  in old backups) makes its records unreadable: crypto-shredding.
+
+Rotation is crash-safe in this order: add the new key's check to
+``vault.json``; add rows wrapped under the new key; store the new key in its
+source; drop the old rows and check. Whichever key the source holds after a
+crash opens the vault.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -34,7 +44,15 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from huisclos.config import Settings, TamperedError, VaultKeyError
 
-__all__ = ["ClientCipher", "KeyChain", "WrappedKeyStore", "load_master_key"]
+__all__ = [
+    "ClientCipher",
+    "KeyChain",
+    "WrappedKeyStore",
+    "add_key_check",
+    "load_master_key",
+    "new_master_key",
+    "store_master_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +60,8 @@ KEYRING_SERVICE = "huisclos"
 VAULT_FILE = "vault.json"
 _CHECK_PLAINTEXT = b"huisclos master key check v1"
 _NONCE = 12
+VAULT_KEYS = "__vault__"
+"""Row name of the wrapped vault keys (blind index, vault records, audit chain)."""
 
 
 def _hkdf(master: bytes, purpose: bytes) -> bytes:
@@ -64,11 +84,17 @@ def _open(key: bytes, blob: bytes, aad: bytes) -> bytes:
 
 
 class WrappedKeyStore(Protocol):
-    """Where wrapped client data keys are kept (the manifest implements it)."""
+    """Where wrapped keys are kept, one row per (key name, kek); the manifest implements it."""
 
-    def get_wrapped_key(self, client_id: str) -> bytes | None: ...
+    def get_wrapped_key(self, name: str, kek: str) -> bytes | None: ...
 
-    def put_wrapped_key(self, client_id: str, wrapped: bytes) -> None: ...
+    def put_wrapped_key(self, name: str, kek: str, wrapped: bytes) -> None: ...
+
+    def wrapped_keys(self, kek: str) -> dict[str, bytes]: ...
+
+    def has_wrapped_keys(self) -> bool: ...
+
+    def adopt_legacy_keys(self, kek: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +122,71 @@ class ClientCipher:
         return _open(self._key, blob, record_id.encode()).decode()
 
 
-class KeyChain:
-    """Derived keys and per-client data keys for one vault."""
+def _kek_id(wrap_key: bytes) -> str:
+    return hmac.new(wrap_key, b"huisclos kek id", hashlib.sha256).hexdigest()[:16]
 
-    def __init__(self, master_key: bytes, store: WrappedKeyStore) -> None:
+
+class KeyChain:
+    """The vault keys and per-client data keys of one vault, unwrapped on demand.
+
+    Raises (from the constructor):
+        VaultKeyError: the master key does not unwrap this vault's keys.
+    """
+
+    def __init__(
+        self,
+        master_key: bytes,
+        store: WrappedKeyStore,
+        reload: Callable[[], bytes] | None = None,
+    ) -> None:
+        self._store = store
+        self._reload = reload
+        self._ciphers: dict[str, tuple[bytes, ClientCipher]] = {}
+        self._use(master_key)
+        wrapped = store.get_wrapped_key(VAULT_KEYS, self.kek)
+        if wrapped is None:
+            if store.has_wrapped_keys():
+                raise VaultKeyError(
+                    "the master key does not unwrap this vault's keys: wrong key file, "
+                    "keyring entry or passphrase"
+                )
+            # a new vault, or one made before the vault keys were wrapped
+            vault_keys = b"".join(
+                _hkdf(master_key, purpose)
+                for purpose in (
+                    b"huisclos blind index v1",
+                    b"huisclos vault records v1",
+                    b"huisclos audit chain v1",
+                )
+            )
+            store.adopt_legacy_keys(self.kek)
+            store.put_wrapped_key(VAULT_KEYS, self.kek, self._wrap(VAULT_KEYS, vault_keys))
+            wrapped = store.get_wrapped_key(VAULT_KEYS, self.kek)
+            assert wrapped is not None
+        vault_keys = self._unwrap(VAULT_KEYS, wrapped)
+        self._index_key, self._vault_key, self._audit_key = (
+            vault_keys[:32],
+            vault_keys[32:64],
+            vault_keys[64:96],
+        )
+
+    def _use(self, master_key: bytes) -> None:
         if len(master_key) != 32:
             raise VaultKeyError("the master key must be 32 bytes")
         self._wrap_key = _hkdf(master_key, b"huisclos key wrap v1")
-        self._index_key = _hkdf(master_key, b"huisclos blind index v1")
-        self._vault_key = _hkdf(master_key, b"huisclos vault records v1")
-        self._store = store
-        self._ciphers: dict[str, ClientCipher] = {}
+        self.kek = _kek_id(self._wrap_key)
+
+    def _wrap(self, name: str, key: bytes, wrap_key: bytes | None = None) -> bytes:
+        return _seal(wrap_key or self._wrap_key, key, name.encode())
+
+    def _unwrap(self, name: str, wrapped: bytes) -> bytes:
+        try:
+            return _open(self._wrap_key, wrapped, name.encode())
+        except TamperedError as exc:
+            raise VaultKeyError(
+                "a key of this vault cannot be unwrapped: the master key does not match, "
+                "or the manifest was altered"
+            ) from exc
 
     def blind(self, kind: str, value: str) -> str:
         """Keyed hash of ``value`` (a blind index): equal inputs, equal outputs."""
@@ -119,44 +199,77 @@ class KeyChain:
 
     @property
     def vault_cipher(self) -> ClientCipher:
-        """Cipher for vault-level records (root paths)."""
+        """Cipher for vault-level records (root paths, watch queue, audit questions)."""
         return ClientCipher("vault", self._vault_key)
+
+    @property
+    def audit_key(self) -> bytes:
+        """The key of the audit trail's hash chain."""
+        return self._audit_key
 
     def cipher(self, client_id: str, *, create: bool = True) -> ClientCipher:
         """The cipher of a client, creating its data key on first use.
+
+        The wrapped key is looked up each time (one indexed read), so that a
+        key destroyed or re-wrapped by another process is noticed.
 
         Raises:
             VaultKeyError: the client has no key and ``create`` is false (it was
                 erased, or never indexed).
         """
-        cached = self._ciphers.get(client_id)
-        if cached is not None:
-            return cached
-        wrapped = self._store.get_wrapped_key(client_id)
+        wrapped = self._store.get_wrapped_key(client_id, self.kek)
+        rotated_elsewhere = (
+            wrapped is None
+            and self._reload is not None
+            and self._store.get_wrapped_key(VAULT_KEYS, self.kek) is None
+        )
+        if rotated_elsewhere and self._reload is not None:
+            self._use(self._reload())
+            self._ciphers.clear()
+            wrapped = self._store.get_wrapped_key(client_id, self.kek)
         if wrapped is None:
             if not create:
                 raise VaultKeyError("this client has no data key (erased or never indexed)")
-            data_key = AESGCM.generate_key(bit_length=256)
             self._store.put_wrapped_key(
-                client_id, _seal(self._wrap_key, data_key, client_id.encode())
+                client_id, self.kek, self._wrap(client_id, AESGCM.generate_key(bit_length=256))
             )
             log.info("created data key for client %s", client_id)
-        else:
-            try:
-                data_key = _open(self._wrap_key, wrapped, client_id.encode())
-            except TamperedError as exc:
-                raise VaultKeyError(
-                    "a client data key cannot be unwrapped: the master key does not match"
-                ) from exc
-        cipher = ClientCipher(client_id, data_key)
-        self._ciphers[client_id] = cipher
+            wrapped = self._store.get_wrapped_key(client_id, self.kek)
+            assert wrapped is not None
+        cached = self._ciphers.get(client_id)
+        if cached is not None and cached[0] == wrapped:
+            return cached[1]
+        cipher = ClientCipher(client_id, self._unwrap(client_id, wrapped))
+        self._ciphers[client_id] = (wrapped, cipher)
         return cipher
+
+    def forget(self, client_id: str) -> None:
+        """Drop a client's cached key (its wrapped rows are deleted by the caller)."""
+        self._ciphers.pop(client_id, None)
+
+    def rewrap(self, new_master: bytes) -> str:
+        """Store every key of this vault wrapped under ``new_master`` too; returns its kek.
+
+        The rows under the current key stay until :meth:`adopt` and the
+        caller's clean-up: a crash in between leaves both keys working.
+        """
+        new_wrap = _hkdf(new_master, b"huisclos key wrap v1")
+        new_kek = _kek_id(new_wrap)
+        for name, wrapped in self._store.wrapped_keys(self.kek).items():
+            key = self._unwrap(name, wrapped)
+            self._store.put_wrapped_key(name, new_kek, self._wrap(name, key, new_wrap))
+        return new_kek
+
+    def adopt(self, new_master: bytes) -> None:
+        """Use ``new_master`` from now on (after :meth:`rewrap` and storing it)."""
+        self._use(new_master)
+        self._ciphers.clear()
 
 
 # --- master key -------------------------------------------------------------
 
 
-def _read_vault_file(home: Path) -> dict[str, str]:
+def _read_vault_file(home: Path) -> dict[str, object]:
     path = home / VAULT_FILE
     if not path.exists():
         return {}
@@ -232,6 +345,50 @@ def _from_passphrase(settings: Settings, salt_b64: str | None) -> tuple[bytes, s
     return key, base64.b64encode(salt).decode()
 
 
+def _check_record(key: bytes) -> str:
+    check = _seal(_hkdf(key, b"huisclos key check v1"), _CHECK_PLAINTEXT, b"check")
+    return base64.b64encode(check).decode()
+
+
+def _opens(key: bytes, check: str) -> bool:
+    try:
+        _open(_hkdf(key, b"huisclos key check v1"), base64.b64decode(check), b"check")
+    except (TamperedError, ValueError):
+        return False
+    return True
+
+
+def _checks(vault: dict[str, object]) -> list[str]:
+    checks = vault.get("checks")
+    if isinstance(checks, list):
+        return [str(c) for c in checks]
+    legacy = vault.get("check")  # vaults made before key rotation existed
+    return [str(legacy)] if legacy else []
+
+
+def _write_vault_file(home: Path, vault: dict[str, object]) -> None:
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = home / (VAULT_FILE + ".tmp")
+    _write_private(temporary, json.dumps(vault, indent=2).encode())
+    os.replace(temporary, home / VAULT_FILE)
+
+
+def _resolve_source(settings: Settings, vault: dict[str, object]) -> str:
+    source: str = settings.key_source
+    if source == "auto":
+        recorded = vault.get("key_source")
+        source = (
+            str(recorded)
+            if recorded
+            else (
+                "passphrase"
+                if settings.passphrase is not None
+                else ("keyring" if _keyring_backend_usable() else "file")
+            )
+        )
+    return source
+
+
 def load_master_key(settings: Settings) -> bytes:
     """Obtain the vault's master key, creating it on first run.
 
@@ -243,19 +400,14 @@ def load_master_key(settings: Settings) -> bytes:
         VaultKeyError: the key is missing or does not open this vault.
     """
     home = settings.home
-    vault = _read_vault_file(home)
-    is_new = "check" not in vault
-    source: str = settings.key_source
-    if source == "auto":
-        source = vault.get("key_source") or (
-            "passphrase"
-            if settings.passphrase is not None
-            else ("keyring" if _keyring_backend_usable() else "file")
-        )
+    vault: dict[str, object] = dict(_read_vault_file(home))
+    checks = _checks(vault)
+    is_new = not checks
+    source = _resolve_source(settings, vault)
     salt = vault.get("salt")
     key: bytes | None
     if source == "passphrase":
-        key, salt = _from_passphrase(settings, salt)
+        key, salt = _from_passphrase(settings, str(salt) if salt else None)
     elif source == "keyring":
         key = _from_keyring(home, create=is_new)
     else:
@@ -266,19 +418,68 @@ def load_master_key(settings: Settings) -> bytes:
             "key file or keyring entry, or set HUISCLOS_KEY_SOURCE/HUISCLOS_KEY_FILE"
         )
     if is_new:
-        record = {"version": "1", "key_source": source, "check": ""}
+        record: dict[str, object] = {"version": "2", "key_source": source}
         if salt and source == "passphrase":
             record["salt"] = salt
-        check = _seal(_hkdf(key, b"huisclos key check v1"), _CHECK_PLAINTEXT, b"check")
-        record["check"] = base64.b64encode(check).decode()
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_private(home / VAULT_FILE, json.dumps(record, indent=2).encode())
+        record["checks"] = [_check_record(key)]
+        _write_vault_file(home, record)
         return key
-    try:
-        _open(_hkdf(key, b"huisclos key check v1"), base64.b64decode(vault["check"]), b"check")
-    except TamperedError as exc:
+    if not any(_opens(key, check) for check in checks):
         raise VaultKeyError(
             f"the master key ({source}) does not open the vault {home}: wrong key file, "
             "keyring entry or passphrase"
-        ) from exc
+        )
     return key
+
+
+def new_master_key(settings: Settings, passphrase: str | None = None) -> bytes:
+    """A fresh master key: random, or derived from a new passphrase (same salt).
+
+    Raises:
+        VaultKeyError: the vault uses a passphrase and no new one was given.
+    """
+    vault = _read_vault_file(settings.home)
+    if _resolve_source(settings, vault) != "passphrase":
+        return secrets.token_bytes(32)
+    if not passphrase:
+        raise VaultKeyError(
+            "this vault's master key comes from a passphrase: give the new one "
+            "(HUISCLOS_NEW_PASSPHRASE) to rotate it"
+        )
+    salt = base64.b64decode(str(vault["salt"]))
+    return Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(passphrase.encode())
+
+
+def add_key_check(settings: Settings, key: bytes, *, only: bool = False) -> None:
+    """Record that ``key`` opens the vault (beside the others, or as the ``only`` one)."""
+    vault: dict[str, object] = dict(_read_vault_file(settings.home))
+    checks = [] if only else [c for c in _checks(vault) if not _opens(key, c)]
+    vault.pop("check", None)
+    vault["version"] = "2"
+    vault["checks"] = [*checks, _check_record(key)]
+    _write_vault_file(settings.home, vault)
+
+
+def store_master_key(settings: Settings, key: bytes) -> str:
+    """Put ``key`` where the vault's key source keeps it; returns the source's name.
+
+    A passphrase source stores nothing: the user holds the new passphrase.
+    """
+    vault = _read_vault_file(settings.home)
+    source = _resolve_source(settings, vault)
+    if source == "keyring":
+        import keyring
+
+        account = hashlib.sha256(str(settings.home).encode()).hexdigest()[:24]
+        try:
+            keyring.set_password(KEYRING_SERVICE, account, base64.b64encode(key).decode())
+        except Exception as exc:
+            raise VaultKeyError("the OS keyring refused the new master key") from exc
+    elif source == "file":
+        path = settings.resolved_key_file
+        temporary = path.with_name(path.name + ".new")
+        _write_private(temporary, base64.b64encode(key) + b"\n")
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    return source

@@ -45,6 +45,18 @@ CREATE INDEX IF NOT EXISTS files_content ON files(content_id);
 CREATE INDEX IF NOT EXISTS files_client ON files(client_id);
 CREATE TABLE IF NOT EXISTS clients(client_id TEXT PRIMARY KEY, name_ct TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS client_keys(client_id TEXT PRIMARY KEY, wrapped BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS wrapped_keys(
+    name    TEXT NOT NULL,
+    kek     TEXT NOT NULL,
+    wrapped BLOB NOT NULL,
+    PRIMARY KEY (name, kek)
+);
+CREATE TABLE IF NOT EXISTS exclusions(
+    kind    TEXT NOT NULL CHECK (kind IN ('client', 'path')),
+    id      TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (kind, id)
+);
 CREATE TABLE IF NOT EXISTS roots(root_id TEXT PRIMARY KEY, path_ct TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS intents(file_id TEXT PRIMARY KEY, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS watch_queue(
@@ -106,6 +118,7 @@ class Manifest:
                 )
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA secure_delete=ON")  # erased rows are zeroed, not left free
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the manifest {self._path}: {exc}") from exc
             self._local.db = db
@@ -245,16 +258,92 @@ class Manifest:
             "INSERT OR IGNORE INTO roots(root_id, path_ct) VALUES (?, ?)", (root_id, path_ct)
         )
 
-    def get_wrapped_key(self, client_id: str) -> bytes | None:
+    def roots(self) -> dict[str, str]:
+        """Encrypted root paths by root id."""
+        return dict(self._db.execute("SELECT root_id, path_ct FROM roots").fetchall())
+
+    def files_of_client(self, client_id: str) -> list[FileRecord]:
+        return self._rows(f"SELECT {_COLUMNS} FROM files WHERE client_id = ?", [client_id])
+
+    def has_key(self, name: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM wrapped_keys WHERE name = ? LIMIT 1", (name,))
+        return row.fetchone() is not None
+
+    def get_wrapped_key(self, name: str, kek: str) -> bytes | None:
         row = self._db.execute(
-            "SELECT wrapped FROM client_keys WHERE client_id = ?", (client_id,)
+            "SELECT wrapped FROM wrapped_keys WHERE name = ? AND kek = ?", (name, kek)
         ).fetchone()
         return None if row is None else bytes(row[0])
 
-    def put_wrapped_key(self, client_id: str, wrapped: bytes) -> None:
+    def put_wrapped_key(self, name: str, kek: str, wrapped: bytes) -> None:
+        """Store a wrapped key unless one is there already (the first writer wins)."""
         self._db.execute(
-            "INSERT INTO client_keys(client_id, wrapped) VALUES (?, ?)", (client_id, wrapped)
+            "INSERT OR IGNORE INTO wrapped_keys(name, kek, wrapped) VALUES (?, ?, ?)",
+            (name, kek, wrapped),
         )
+
+    def wrapped_keys(self, kek: str) -> dict[str, bytes]:
+        rows = self._db.execute("SELECT name, wrapped FROM wrapped_keys WHERE kek = ?", (kek,))
+        return {name: bytes(wrapped) for name, wrapped in rows}
+
+    def has_wrapped_keys(self) -> bool:
+        return self._db.execute("SELECT 1 FROM wrapped_keys LIMIT 1").fetchone() is not None
+
+    def adopt_legacy_keys(self, kek: str) -> None:
+        """Move client keys of an older vault (one row per client) under ``kek``."""
+        if self._db.execute("SELECT 1 FROM client_keys LIMIT 1").fetchone() is None:
+            return
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO wrapped_keys(name, kek, wrapped) "
+                "SELECT client_id, ?, wrapped FROM client_keys",
+                (kek,),
+            )
+            self._db.execute("DELETE FROM client_keys")
+
+    def drop_keys_except(self, kek: str) -> int:
+        """Delete keys wrapped under any other master key; returns how many."""
+        cursor = self._db.execute("DELETE FROM wrapped_keys WHERE kek != ?", (kek,))
+        return cursor.rowcount
+
+    def delete_client(self, client_id: str) -> None:
+        """Delete a client's files, name and data key (in the caller's transaction)."""
+        for sql in (
+            "DELETE FROM files WHERE client_id = ?",
+            "DELETE FROM clients WHERE client_id = ?",
+            "DELETE FROM wrapped_keys WHERE name = ?",
+        ):
+            self._db.execute(sql, (client_id,))
+
+    def delete_files(self, path_ids: Iterable[str]) -> None:
+        self._db.executemany("DELETE FROM files WHERE path_id = ?", [(p,) for p in path_ids])
+
+    # exclusions: what was forgotten and must not be indexed again unasked ----
+
+    def exclude(self, kind: str, blind_id: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO exclusions(kind, id, created) VALUES (?, ?, ?)",
+            (kind, blind_id, time.time()),
+        )
+
+    def include(self, kind: str, blind_id: str) -> bool:
+        cursor = self._db.execute(
+            "DELETE FROM exclusions WHERE kind = ? AND id = ?", (kind, blind_id)
+        )
+        return cursor.rowcount > 0
+
+    def exclusions(self) -> dict[str, set[str]]:
+        """Blind ids of excluded clients and paths: ``{"client": {...}, "path": {...}}``."""
+        found: dict[str, set[str]] = {"client": set(), "path": set()}
+        for kind, blind_id in self._db.execute("SELECT kind, id FROM exclusions"):
+            found[kind].add(blind_id)
+        return found
+
+    def compact(self) -> None:
+        """Rewrite the database so that no erased byte remains in it or in its WAL."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.execute("VACUUM")
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # statistics -----------------------------------------------------------
 

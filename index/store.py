@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypedDict
 
 from huisclos.config import Settings, StoreError
@@ -55,6 +60,14 @@ class StoredHit:
     meta: ChunkMeta
 
 
+def _is_uuid(name: str) -> bool:
+    try:
+        uuid.UUID(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _validate(meta: ChunkMeta) -> None:
     for key in ("client", "file", "ct"):
         if not isinstance(meta[key], str) or not meta[key]:
@@ -89,11 +102,8 @@ class EncryptedStore:
                 path = settings.home / "chroma"
                 path.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-            self._collection = self._client.get_or_create_collection(
-                settings.collection,
-                embedding_function=None,
-                metadata={"hnsw:space": "cosine"},
-            )
+            self._finish_compaction()
+            self._collection = self._create(settings.collection)
         except Exception as exc:
             where = (
                 f"the Chroma server {settings.chroma_host}:{settings.chroma_port}"
@@ -101,6 +111,14 @@ class EncryptedStore:
                 else f"the embedded store in {settings.home / 'chroma'}"
             )
             raise StoreError(f"cannot open {where}: {exc}") from exc
+
+    def _create(self, name: str) -> Any:
+        return self._client.get_or_create_collection(
+            name, embedding_function=None, metadata={"hnsw:space": "cosine"}
+        )
+
+    def _names(self) -> set[str]:
+        return {getattr(c, "name", c) for c in self._client.list_collections()}
 
     # --- several processes on one embedded store ---------------------------------
     # Embedded Chroma keeps its index in memory per process: a process that
@@ -186,6 +204,90 @@ class EncryptedStore:
             self._call("delete chunks", self._collection.delete, where=where)
         self._wrote()
 
+    def delete_client(self, client_id: str) -> None:
+        """Delete every chunk of one client (idempotent)."""
+        self._call("delete chunks", self._collection.delete, where={"client": client_id})
+        self._wrote()
+
+    # --- compaction: erased records leave no trace on disk ----------------------
+    # Chroma marks deleted vectors and keeps them (its HNSW files, its
+    # write-ahead log in chroma.sqlite3) until they are overwritten. After an
+    # erasure the live records are copied into a new collection, the old one is
+    # dropped with its files, and the database is vacuumed.
+
+    @property
+    def _compact_name(self) -> str:
+        return self._settings.collection + "-compacting"
+
+    def _finish_compaction(self) -> None:
+        """Complete or undo a compaction a crash interrupted (called on open)."""
+        names = self._names()
+        if self._compact_name not in names:
+            return
+        if self._settings.collection in names:  # the copy may be incomplete: start again
+            self._client.delete_collection(self._compact_name)
+        else:  # the copy was complete and the old collection already dropped
+            self._client.get_collection(self._compact_name).modify(name=self._settings.collection)
+
+    def compact(self) -> int:
+        """Rebuild the collection from its live records; returns how many were kept.
+
+        The caller holds the vault's writer lock. Readers in other processes
+        may see one failed search meanwhile; they reopen the store after it.
+        """
+        self._fresh()
+        name = self._settings.collection
+        if self._compact_name in self._names():
+            self._client.delete_collection(self._compact_name)
+        target = self._call("compact the store", self._create, name=self._compact_name)
+        kept, offset = 0, 0
+        while True:
+            got = self._call(
+                "read chunks",
+                self._collection.get,
+                include=["embeddings", "metadatas"],
+                limit=self._batch,
+                offset=offset,
+            )
+            if not got["ids"]:
+                break
+            self._call(
+                "write chunks",
+                target.upsert,
+                ids=got["ids"],
+                embeddings=[list(map(float, e)) for e in got["embeddings"]],
+                metadatas=got["metadatas"],
+            )
+            offset += len(got["ids"])
+            kept += len(got["ids"])
+        self._call("compact the store", self._client.delete_collection, name=name)
+        for _ in range(3):
+            try:
+                target.modify(name=name)
+                break
+            except Exception:  # noqa: BLE001 - a reader recreated the name meanwhile
+                self._client.delete_collection(name)
+        self._collection = target
+        self._wrote()
+        if self._marker is not None:
+            self._vacuum(self._marker.parent)
+        log.info("store compacted: %d chunks kept", kept)
+        return kept
+
+    def _vacuum(self, path: Path) -> None:
+        """Drop the files of deleted segments and rewrite chroma.sqlite3 without free pages."""
+        database = path / "chroma.sqlite3"
+        try:
+            with closing(sqlite3.connect(database, timeout=30.0)) as db:
+                live = {row[0] for row in db.execute("SELECT id FROM segments")}
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                db.execute("VACUUM")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot compact {database}: {exc}") from exc
+        for entry in path.iterdir():
+            if entry.is_dir() and _is_uuid(entry.name) and entry.name not in live:
+                shutil.rmtree(entry, ignore_errors=True)
+
     def get_file_chunks(self, file_id: str) -> list[ChunkRecord]:
         """Every chunk of one file, with its embedding (used to move across clients)."""
         self._fresh()
@@ -215,12 +317,18 @@ class EncryptedStore:
             kwargs["where"] = {"client": client_id}
         try:
             got = self._call("search", self._collection.query, **kwargs)
+            stale = any(m is None for m in got["metadatas"][0])
         except StoreError:
             if self._marker is None or self._generation() in _WRITTEN_HERE:
                 raise
-            self._fresh(force=True)  # written to by another process meanwhile
+            stale = True
+        if stale:
+            # Another process wrote meanwhile: this process's vector index still
+            # names chunks whose records are gone. Reopen and ask again.
+            self._fresh(force=True)
             got = self._call("search", self._collection.query, **kwargs)
         return [
             StoredHit(id=i, distance=float(d), meta=m)
             for i, d, m in zip(got["ids"][0], got["distances"][0], got["metadatas"][0], strict=True)
+            if m is not None  # deleted by another process between the two reads
         ]

@@ -2,9 +2,9 @@
 
 Layout of ``HUISCLOS_HOME`` (mode 0700)::
 
-    vault.json          key source, KDF salt, key-check record (no secret)
+    vault.json          key source, KDF salt, key-check records (no secret)
     master.key          the master key, 0600 (only with the "file" key source)
-    manifest.sqlite3    files, clients, wrapped client keys, intents
+    manifest.sqlite3    files, clients, wrapped keys, intents, exclusions
     chroma/             the embedded Chroma store (absent with a Chroma server)
     config.toml         optional settings
     writer.lock         held by the one process writing (an index run, the watcher)
@@ -17,11 +17,19 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from huisclos.config import Settings, StoreError
-from huisclos.index.keys import ClientCipher, KeyChain, load_master_key
+from huisclos.index.keys import (
+    ClientCipher,
+    KeyChain,
+    add_key_check,
+    load_master_key,
+    new_master_key,
+    store_master_key,
+)
 from huisclos.index.manifest import Manifest
 from huisclos.index.store import EncryptedStore
 
@@ -48,10 +56,10 @@ class Vault:
             raise StoreError(f"cannot create the vault directory {home}: {exc}") from exc
         master = load_master_key(settings)
         self.manifest = Manifest(home / "manifest.sqlite3")
-        self.keys = KeyChain(master, self.manifest)
+        self.keys = KeyChain(master, self.manifest, reload=lambda: load_master_key(settings))
         del master
         self.store = EncryptedStore(settings)
-        self._registered: set[str] = set()
+        self._registered: dict[str, ClientCipher] = {}
         self._writer = threading.RLock()
         self._writer_depth = 0
         self._writer_fd = -1
@@ -60,23 +68,32 @@ class Vault:
         self.manifest.close()
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self, wait: float = 0.0) -> Iterator[None]:
         """Hold the writer lock: one writing process per vault, one writing thread in it.
 
-        Re-entrant within a thread. Raises:
+        Re-entrant within a thread. ``wait``: seconds to wait for another
+        writer to finish (a watcher holds the lock only while it indexes a batch).
+
+        Raises:
             StoreError: another process (a running ``huisclos watch``?) holds it.
         """
         with self._writer:
             if self._writer_depth == 0:
                 fd = os.open(self.settings.home / "writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    raise StoreError(
-                        "another huisclos process is writing to this vault (a running "
-                        "`huisclos watch` keeps it up to date); try again when it is done"
-                    ) from None
+                deadline = time.monotonic() + wait
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() < deadline:
+                            time.sleep(0.1)
+                            continue
+                        os.close(fd)
+                        raise StoreError(
+                            "another huisclos process is writing to this vault (a running "
+                            "`huisclos watch` keeps it up to date); try again when it is done"
+                        ) from None
                 self._writer_fd = fd
             self._writer_depth += 1
             try:
@@ -91,10 +108,36 @@ class Vault:
         """The cipher of a client by name, registering the client on first use."""
         client_id = self.keys.client_id(client)
         cipher = self.keys.cipher(client_id)
-        if client_id not in self._registered:  # once per client, not once per file
+        if self._registered.get(client_id) is not cipher:  # once per client key, not per file
             self.manifest.put_client(client_id, cipher.encrypt(client, client_id))
-            self._registered.add(client_id)
+            self._registered[client_id] = cipher
         return cipher
+
+    def rotate_master_key(self, new_passphrase: str | None = None) -> str:
+        """Replace the master key; every key is re-wrapped, no record re-encrypted.
+
+        Holds the writer lock. Returns the key source that now holds the new
+        key ("file", "keyring", or "passphrase": the user holds it). Copies of
+        the vault taken before can no longer be opened with the new key.
+
+        Raises:
+            VaultKeyError: a passphrase vault and no new passphrase.
+            StoreError: another process is writing.
+        """
+        settings = self.settings
+        with self.writing(wait=60.0):
+            new_master = new_master_key(settings, new_passphrase)
+            add_key_check(settings, new_master)
+            with self.manifest.transaction():
+                kek = self.keys.rewrap(new_master)
+            source = store_master_key(settings, new_master)
+            self.keys.adopt(new_master)
+            add_key_check(settings, new_master, only=True)
+            with self.manifest.transaction():
+                dropped = self.manifest.drop_keys_except(kek)
+            del new_master
+            log.info("master key rotated (%s): %d old wrapped keys dropped", source, dropped)
+            return source
 
     def client_names(self) -> dict[str, str]:
         """Decrypted client names by client id (clients whose key still exists)."""

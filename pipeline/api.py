@@ -27,10 +27,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from huisclos.config import Settings, install_network_guard, load_settings
+from huisclos.config import ConfigError, Settings, install_network_guard, load_settings
 from huisclos.connectors.watch import EventSource
 from huisclos.index.vault import Vault
 from huisclos.pipeline.answer import Answer, Answerer, AnswerStream
+from huisclos.pipeline.forget import ForgetReport, Forgetter
 from huisclos.pipeline.generators import LocalChatGenerator
 from huisclos.pipeline.ingest import IndexReport, Ingestor, Progress
 from huisclos.pipeline.search import Searcher, SearchHit
@@ -196,6 +197,39 @@ class Huisclos:
     def ask_stream(self, question: str, *, client: str | None = None) -> AnswerStream:
         """Like :meth:`ask`, as an iterator of text pieces; then ``.result()``."""
         return self.answerer.stream(question, client=client)
+
+    def forget(self, *, client: str | None = None, path: str | Path | None = None) -> ForgetReport:
+        """Erase a client (and destroy its key), or the files at or under a path.
+
+        What was forgotten is not indexed again while it stays on disk, until
+        :meth:`include`. Forgetting a client rotates the master key, so that
+        copies of the vault taken before cannot be read with the keys in use.
+
+        Raises:
+            ConfigError: neither or both given, or nothing indexed under that name.
+            StoreError: another process kept the vault busy.
+        """
+        if (client is None) == (path is None):
+            raise ConfigError("forget needs either a client or a path")
+        forgetter = Forgetter(self.vault)
+        if client is not None:
+            return forgetter.forget_client(client)
+        assert path is not None
+        return forgetter.forget_path(path)
+
+    def include(self, *, client: str | None = None, path: str | Path | None = None) -> bool:
+        """Let a forgotten client or path be indexed again; returns whether it was excluded."""
+        return Forgetter(self.vault).include(client=client, path=path)
+
+    def rotate_master_key(self, new_passphrase: str | None = None) -> str:
+        """Replace the master key (every key re-wrapped, no record re-encrypted).
+
+        Returns where the new key is kept: "file", "keyring", or "passphrase".
+
+        Raises:
+            VaultKeyError: the vault uses a passphrase and no new one was given.
+        """
+        return self.vault.rotate_master_key(new_passphrase)
 
     def status(self) -> Status:
         """Counts by client, failures with their reasons."""

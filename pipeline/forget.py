@@ -1,0 +1,216 @@
+"""The right to erasure: forget a client, or a file or folder, for good.
+
+Forgetting a client deletes its chunks, its manifest rows and its name, and
+destroys its data key; then the master key is rotated, so that a copy of the
+vault taken before (a backup) cannot be opened with the keys in use, and the
+store and manifest are compacted, so that no erased byte (ciphertext, or an
+embedding, which is stored in clear) stays on disk. Forgetting a path does
+the same for the files at or under it, without key destruction: the client's
+other files keep their key.
+
+What was forgotten is excluded from indexing by a blind id (no name is
+kept): a folder still on disk is not indexed again until the user says so
+with :meth:`Forgetter.include` (``huisclos include``).
+
+Crash safety: the manifest rows go in one transaction that also records the
+chunks' file ids as intents; if the process dies before the store deletion,
+the next writer's recovery deletes those chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from huisclos.config import ConfigError, VaultKeyError
+from huisclos.connectors.scan import SHARED_CLIENT
+from huisclos.index.manifest import FileRecord
+from huisclos.index.vault import Vault
+from huisclos.pipeline.ingest import recover
+
+__all__ = ["ForgetReport", "Forgetter"]
+
+log = logging.getLogger(__name__)
+
+_LOCK_WAIT_SECONDS = 120.0
+
+
+@dataclass(slots=True)
+class ForgetReport:
+    """What an erasure removed."""
+
+    target: str
+    """"client" or "path"."""
+    client_ids: list[str] = field(default_factory=list)
+    file_ids: list[str] = field(default_factory=list)
+    files: int = 0
+    chunks: int = 0
+    key_destroyed: bool = False
+    master_key: str = "unchanged"
+    """Where the rotated master key now is ("file", "keyring"), or why not rotated."""
+    still_on_disk: list[str] = field(default_factory=list)
+    """Folders or files that still exist: excluded from indexing until included again."""
+    chunks_kept: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Forgetter:
+    """Erasure and re-inclusion on one vault."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+
+    def roots(self) -> dict[str, Path]:
+        """The roots this vault has indexed, by root id."""
+        cipher = self.vault.keys.vault_cipher
+        return {
+            root_id: Path(cipher.decrypt(path_ct, root_id))
+            for root_id, path_ct in self.vault.manifest.roots().items()
+        }
+
+    def forget_client(self, client: str, *, rotate: bool = True) -> ForgetReport:
+        """Erase everything of ``client`` and destroy its data key.
+
+        Args:
+            client: the client's name, as its folder is named (``shared`` for
+                files directly in a root).
+            rotate: rotate the master key afterwards (default), so that old
+                copies of the vault cannot be read with the keys in use.
+
+        Raises:
+            ConfigError: no client of that name was ever indexed.
+            StoreError: another process kept the vault busy for two minutes.
+        """
+        vault = self.vault
+        client_id = vault.keys.client_id(client)
+        report = ForgetReport("client", client_ids=[client_id])
+        with vault.writing(wait=_LOCK_WAIT_SECONDS):
+            recover(vault)
+            rows = vault.manifest.files_of_client(client_id)
+            known = client_id in vault.manifest.clients() or bool(rows)
+            if not known and not vault.manifest.has_key(client_id):
+                raise ConfigError(
+                    f"no client named {client!r} in the index (names are case-sensitive; "
+                    "`huisclos status` lists them)"
+                )
+            report.still_on_disk = [
+                str(root / client)
+                for root in self.roots().values()
+                if client != SHARED_CLIENT and (root / client).exists()
+            ]
+            self._drop_queued(lambda rel: PurePosixPath(rel).parts[:1] == (client,))
+            with vault.manifest.transaction():
+                vault.manifest.add_intents(row.file_id for row in rows)
+                vault.manifest.delete_client(client_id)
+                vault.manifest.exclude("client", client_id)
+            vault.keys.forget(client_id)
+            report.key_destroyed = True
+            vault.store.delete_client(client_id)
+            recover(vault)
+            self._fill(report, rows)
+            if rotate:
+                report.master_key = self._rotate()
+            self._compact(report)
+        log.info("forgot client %s: %d files, %d chunks", client_id, report.files, report.chunks)
+        return report
+
+    def forget_path(self, path: str | Path) -> ForgetReport:
+        """Erase the files at or under ``path`` (a file or a folder inside a root).
+
+        Raises:
+            ConfigError: the path is in no indexed root, or nothing is indexed there.
+        """
+        vault = self.vault
+        root_id, root, rel = self._locate(Path(path))
+        report = ForgetReport("path")
+        with vault.writing(wait=_LOCK_WAIT_SECONDS):
+            recover(vault)
+            rows = self._rows_at(root_id, rel)
+            if not rows:
+                raise ConfigError(f"nothing is indexed at {path}")
+            if (root / rel).exists():
+                report.still_on_disk = [str(root / rel)]
+            self._drop_queued(lambda queued: queued == rel or queued.startswith(rel + "/"))
+            with vault.manifest.transaction():
+                vault.manifest.add_intents(row.file_id for row in rows)
+                vault.manifest.delete_files(row.path_id for row in rows)
+                vault.manifest.exclude("path", vault.keys.blind("path", f"{root_id}\x00{rel}"))
+            recover(vault)
+            report.client_ids = sorted({row.client_id for row in rows})
+            self._fill(report, rows)
+            self._compact(report)
+        log.info("forgot a path: %d files, %d chunks", report.files, report.chunks)
+        return report
+
+    def include(self, *, client: str | None = None, path: str | Path | None = None) -> bool:
+        """Let a forgotten client or path be indexed again; returns whether it was excluded."""
+        vault = self.vault
+        if client is not None:
+            kind, blind_id = "client", vault.keys.client_id(client)
+        elif path is not None:
+            root_id, _, rel = self._locate(Path(path))
+            kind, blind_id = "path", vault.keys.blind("path", f"{root_id}\x00{rel}")
+        else:
+            raise ConfigError("say which client or path to include again")
+        with vault.writing(wait=_LOCK_WAIT_SECONDS), vault.manifest.transaction():
+            return vault.manifest.include(kind, blind_id)
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _locate(self, path: Path) -> tuple[str, Path, str]:
+        """(root id, root, path relative to it) of a path inside an indexed root."""
+        target = path.expanduser().absolute()
+        for root_id, root in self.roots().items():
+            if target == root:
+                raise ConfigError(
+                    f"{path} is a whole root: forget its clients one by one, or stop "
+                    "indexing it and delete the vault"
+                )
+            if target.is_relative_to(root):
+                return root_id, root, target.relative_to(root).as_posix()
+        raise ConfigError(f"{path} is not inside a folder that huisclos indexes")
+
+    def _rows_at(self, root_id: str, rel: str) -> list[FileRecord]:
+        vault = self.vault
+        rows = []
+        for row in vault.manifest.files_under(root_id).values():
+            try:
+                cipher = vault.keys.cipher(row.client_id, create=False)
+            except VaultKeyError:
+                continue
+            found = cipher.decrypt(row.path_ct, row.file_id)
+            if found == rel or found.startswith(rel + "/"):
+                rows.append(row)
+        return rows
+
+    def _drop_queued(self, matches: Any) -> None:
+        """Remove changes the watcher accepted but has not indexed yet."""
+        manifest, cipher = self.vault.manifest, self.vault.keys.vault_cipher
+        drop = [
+            queue_id
+            for queue_id, root_id, rel_ct in manifest.queued()
+            if matches(cipher.decrypt(rel_ct, root_id))
+        ]
+        if drop:
+            manifest.queue_remove(drop)
+
+    @staticmethod
+    def _fill(report: ForgetReport, rows: list[FileRecord]) -> None:
+        report.file_ids = sorted(row.file_id for row in rows)
+        report.files = len(rows)
+        report.chunks = sum(row.chunks for row in rows)
+
+    def _rotate(self) -> str:
+        try:
+            return self.vault.rotate_master_key()
+        except VaultKeyError:
+            # a passphrase vault: the user must choose a new passphrase
+            return "not rotated: passphrase (run `huisclos keys rotate`)"
+
+    def _compact(self, report: ForgetReport) -> None:
+        report.chunks_kept = self.vault.store.compact()
+        self.vault.manifest.compact()
