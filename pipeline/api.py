@@ -21,16 +21,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from huisclos.config import ConfigError, Settings, install_network_guard, load_settings
 from huisclos.connectors.watch import EventSource
+from huisclos.index.audit import AuditReport
 from huisclos.index.vault import Vault
 from huisclos.pipeline.answer import Answer, Answerer, AnswerStream
+from huisclos.pipeline.auditing import AuditEntry, Auditor
 from huisclos.pipeline.forget import ForgetReport, Forgetter
 from huisclos.pipeline.generators import LocalChatGenerator
 from huisclos.pipeline.ingest import IndexReport, Ingestor, Progress
@@ -92,6 +95,7 @@ class Huisclos:
         self._ingestor: Ingestor | None = None
         self._searcher: Searcher | None = None
         self._answerer: Answerer | None = None
+        self._auditor: Auditor | None = None
 
     def __enter__(self) -> Huisclos:
         return self
@@ -152,8 +156,37 @@ class Huisclos:
         watcher.run()
 
     def search(self, query: str, *, client: str | None = None, top_k: int = 5) -> list[SearchHit]:
-        """Passages closest to ``query``, best first, optionally of one client."""
-        return self._search().search(query, client=client, top_k=top_k)
+        """Passages closest to ``query``, best first, optionally of one client (audited)."""
+        hits = self._search().search(query, client=client, top_k=top_k)
+        self.auditor.question(
+            "search",
+            query,
+            scope=client,
+            shown=[(hit.client_id, hit.file_id, hit.chunk_id) for hit in hits],
+            details={"hits": len(hits)},
+        )
+        return hits
+
+    @property
+    def auditor(self) -> Auditor:
+        """The audit trail: records, verification, questions for those entitled to read them."""
+        if self._auditor is None:
+            self._auditor = Auditor(self.vault)
+        return self._auditor
+
+    def audit(
+        self,
+        *,
+        client: str | None = None,
+        since: datetime | None = None,
+        actions: Sequence[str] | None = None,
+    ) -> list[AuditEntry]:
+        """Audit records, oldest first, optionally of one client, since a date, of some actions."""
+        return self.auditor.entries(client=client, since=since, actions=actions)
+
+    def verify_audit(self) -> AuditReport:
+        """Check the audit trail's hash chain: edited, removed, reordered or truncated records."""
+        return self.vault.audit.verify()
 
     def _search(self) -> Searcher:
         if self._searcher is None:
@@ -166,6 +199,7 @@ class Huisclos:
         if self._answerer is None:
             generator = LocalChatGenerator.from_settings(self.settings)
             self._answerer = Answerer(self.vault, self._search(), generator)
+            self._answerer.on_answer = self._audit_answer
         return self._answerer
 
     def warm_up(self) -> None:
@@ -194,6 +228,33 @@ class Huisclos:
         """
         return self.answerer.ask(question, client=client)
 
+    def _audit_answer(
+        self,
+        question: str,
+        client: str | None,
+        answer: Answer | None,
+        error: BaseException | None,
+    ) -> None:
+        generator = self.answerer.generator
+        details: dict[str, Any]
+        if answer is None:
+            details = {"outcome": "error", "error": type(error).__name__}
+        else:
+            details = {
+                "outcome": "not_found" if answer.not_found else "answered",
+                "passages": answer.passages,
+                "citations": len(answer.citations),
+            }
+        self.auditor.question(
+            "ask",
+            question,
+            scope=client,
+            shown=answer.shown if answer is not None else (),
+            backend=generator.backend,
+            model=generator.model_name,
+            details=details,
+        )
+
     def ask_stream(self, question: str, *, client: str | None = None) -> AnswerStream:
         """Like :meth:`ask`, as an iterator of text pieces; then ``.result()``."""
         return self.answerer.stream(question, client=client)
@@ -213,13 +274,38 @@ class Huisclos:
             raise ConfigError("forget needs either a client or a path")
         forgetter = Forgetter(self.vault)
         if client is not None:
-            return forgetter.forget_client(client)
-        assert path is not None
-        return forgetter.forget_path(path)
+            report = forgetter.forget_client(client)
+        else:
+            assert path is not None
+            report = forgetter.forget_path(path)
+        self.auditor.record(
+            "forget",
+            clients=report.client_ids,
+            files=report.file_ids,
+            details={
+                "target": report.target,
+                "files": report.files,
+                "chunks": report.chunks,
+                "key_destroyed": report.key_destroyed,
+                "master_key": report.master_key,
+                "still_on_disk": len(report.still_on_disk),
+            },
+        )
+        return report
 
     def include(self, *, client: str | None = None, path: str | Path | None = None) -> bool:
         """Let a forgotten client or path be indexed again; returns whether it was excluded."""
-        return Forgetter(self.vault).include(client=client, path=path)
+        included = Forgetter(self.vault).include(client=client, path=path)
+        clients = [self.vault.keys.client_id(client)] if client is not None else []
+        self.auditor.record(
+            "include",
+            clients=clients,
+            details={
+                "target": "client" if client is not None else "path",
+                "was_excluded": included,
+            },
+        )
+        return included
 
     def rotate_master_key(self, new_passphrase: str | None = None) -> str:
         """Replace the master key (every key re-wrapped, no record re-encrypted).

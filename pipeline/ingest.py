@@ -192,6 +192,21 @@ class Ingestor:
                 changes.extend(self._diff_root(root, report, scope))
             self._convert_and_write(changes, report, progress)
         report.seconds = round(time.monotonic() - started, 3)
+        full = all(scope is None for _, scope in plan)
+        counts = {
+            name: getattr(report, name)
+            for name in ("added", "updated", "moved", "removed", "failed", "excluded")
+        }
+        if full or any(counts.values()):
+            self.vault.audit.append(
+                "index",
+                details={
+                    "run": "full" if full else "update",
+                    **counts,
+                    "unchanged": report.unchanged,
+                    "chunks_written": report.chunks_written,
+                },
+            )
         log.info(
             "index %s: %d added, %d updated, %d moved, %d removed, %d unchanged, %d failed, "
             "%d chunks written in %.1fs",

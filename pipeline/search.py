@@ -28,6 +28,10 @@ class SearchHit:
     """For an e-mail attachment: the attachment's file name."""
     section: str | None = None
     """Sheet name or slide title, when the format has one."""
+    client_id: str = ""
+    file_id: str = ""
+    chunk_id: str = ""
+    """Opaque ids (as in the audit trail)."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -90,6 +94,9 @@ class Searcher:
                     text=payload["text"],
                     source=payload.get("source") or None,
                     section=payload.get("section") or None,
+                    client_id=record.client_id,
+                    file_id=record.file_id,
+                    chunk_id=hit.id,
                 )
             )
         log.info("search returned %d hits", len(results))
