@@ -228,10 +228,12 @@ class Settings(BaseSettings):
     @property
     def answers_stay_local(self) -> bool:
         """Whether questions and passages stay on this machine (embedded model, or loopback)."""
-        if self.generator != "ollama":
-            return True
-        host = urlsplit(self.ollama_url).hostname or ""
-        return host in ("localhost", "::1") or host.startswith("127.")
+        return self.generator != "ollama" or _loopback(urlsplit(self.ollama_url).hostname or "")
+
+    @property
+    def store_is_local(self) -> bool:
+        """Whether the vector store is on this machine (embedded, or a server on loopback)."""
+        return not self.chroma_host or _loopback(self.chroma_host)
 
     def network_hosts(self) -> tuple[str, ...]:
         """Hosts the network guard must allow besides loopback."""
@@ -241,6 +243,10 @@ class Settings(BaseSettings):
         if self.generator == "ollama":
             hosts.append(urlsplit(self.ollama_url).hostname or "")
         return tuple(host for host in hosts if host)
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _home_from(*sources: PydanticBaseSettingsSource) -> Path:

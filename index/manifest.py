@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS files(
     state      TEXT NOT NULL CHECK (state IN ('indexed', 'failed')),
     reason     TEXT,
     chunks     INTEGER NOT NULL DEFAULT 0,
-    updated    REAL NOT NULL
+    updated    REAL NOT NULL,
+    personal   TEXT
 );
 CREATE INDEX IF NOT EXISTS files_root ON files(root_id);
 CREATE INDEX IF NOT EXISTS files_content ON files(content_id);
@@ -85,6 +86,8 @@ class FileRecord:
     reason: str | None
     chunks: int
     updated: float
+    personal: str | None = None
+    """Counts of personal identifiers found in the text, as JSON (``{"email": 2}``)."""
 
 
 _COLUMNS = ", ".join(FileRecord.__slots__)
@@ -104,6 +107,9 @@ class Manifest:
         self._lock = threading.Lock()
         try:
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+            if "personal" not in columns:  # a manifest from before personal-data counts
+                self._db.execute("ALTER TABLE files ADD COLUMN personal TEXT")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the manifest {path}: {exc}") from exc
         path.chmod(0o600)
@@ -354,6 +360,15 @@ class Manifest:
             "FROM files GROUP BY client_id"
         )
         return [(cid, int(n), int(c or 0), int(f or 0)) for cid, n, c, f in rows]
+
+    def inventory(self) -> list[tuple[str, str, int, int, str | None, int, float]]:
+        """(client_id, kind, files, chunks, personal JSON, newest mtime_ns, last update)
+        per client and kind, one row per file's personal counts merged by the caller."""
+        rows = self._db.execute(
+            "SELECT client_id, kind, 1, chunks, personal, mtime_ns, updated FROM files "
+            "WHERE state = 'indexed' ORDER BY client_id"
+        )
+        return [(c, k, int(n), int(ch), p, int(m), float(u)) for c, k, n, ch, p, m, u in rows]
 
     def failures(self) -> list[FileRecord]:
         return self._rows(f"SELECT {_COLUMNS} FROM files WHERE state = 'failed'")

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from huisclos.config import Settings, StoreError
 from huisclos.index.audit import AuditLog
@@ -144,6 +145,14 @@ class Vault:
             log.info("master key rotated (%s): %d old wrapped keys dropped", source, dropped)
             self.audit.append("key.rotate", details={"source": source, "keys": dropped})
             return source
+
+    def roots(self) -> dict[str, Path]:
+        """The roots this vault has indexed, by root id."""
+        cipher = self.keys.vault_cipher
+        return {
+            root_id: Path(cipher.decrypt(path_ct, root_id))
+            for root_id, path_ct in self.manifest.roots().items()
+        }
 
     def client_names(self) -> dict[str, str]:
         """Decrypted client names by client id (clients whose key still exists)."""

@@ -37,6 +37,7 @@ from huisclos.pipeline.auditing import AuditEntry, Auditor
 from huisclos.pipeline.forget import ForgetReport, Forgetter
 from huisclos.pipeline.generators import LocalChatGenerator
 from huisclos.pipeline.ingest import IndexReport, Ingestor, Progress
+from huisclos.pipeline.register import build_register
 from huisclos.pipeline.search import Searcher, SearchHit
 from huisclos.pipeline.watch import Watcher, WatchState, read_state
 
@@ -183,6 +184,15 @@ class Huisclos:
     ) -> list[AuditEntry]:
         """Audit records, oldest first, optionally of one client, since a date, of some actions."""
         return self.auditor.entries(client=client, since=since, actions=actions)
+
+    def register(self) -> dict[str, Any]:
+        """The processing register (GDPR art. 30 style) as a dict; see ``register.schema.json``.
+
+        Render it with :func:`huisclos.pipeline.register.render_markdown`.
+        """
+        register = build_register(self.vault)
+        self.auditor.record("register", details={"clients": register["totals"]["clients"]})
+        return register
 
     def verify_audit(self) -> AuditReport:
         """Check the audit trail's hash chain: edited, removed, reordered or truncated records."""

@@ -268,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else:
                     _interactive(hc, args.client, args.json)
             elif args.command in cli_privacy.COMMANDS:
-                cli_privacy.run(hc, args)
+                return cli_privacy.run(hc, args)
     except HuisclosError as exc:
         print(f"huisclos: {exc}", file=sys.stderr)
         return 1

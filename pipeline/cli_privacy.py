@@ -10,13 +10,14 @@ import getpass
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from huisclos.config import ConfigError
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
 
-COMMANDS = frozenset({"forget", "include", "keys"})
+COMMANDS = frozenset({"forget", "include", "keys", "audit", "register"})
 
 
 def add_parsers(sub: Any) -> None:
@@ -42,6 +43,26 @@ def add_parsers(sub: Any) -> None:
     again.add_argument("--client")
     again.add_argument("--path")
 
+    audit = sub.add_parser("audit", help="the audit trail: who did what, when")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    show = audit_sub.add_parser("show", help="list audit records, oldest first")
+    show.add_argument("--client", help="only records concerning this client")
+    show.add_argument("--since", help="only records from this date (YYYY-MM-DD or ISO time)")
+    show.add_argument("--action", action="append", help="only this action (repeatable)")
+    show.add_argument(
+        "--questions", action="store_true", help="decrypt the questions (this is audited too)"
+    )
+    show.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit_sub.add_parser(
+        "verify", help="check the hash chain: edited, removed, reordered records (exit 1 if so)"
+    )
+
+    register = sub.add_parser(
+        "register", help="the processing register (GDPR art. 30) an inspector asks for"
+    )
+    register.add_argument("--format", choices=("md", "json"), default="md")
+    register.add_argument("--lang", choices=("fr", "en"), default="fr")
+
     keys = sub.add_parser("keys", help="master key operations")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     keys_sub.add_parser(
@@ -51,9 +72,13 @@ def add_parsers(sub: Any) -> None:
     )
 
 
-def run(hc: Any, args: argparse.Namespace) -> None:
-    """Run one privacy command on an opened :class:`Huisclos`."""
-    if args.command == "forget":
+def run(hc: Any, args: argparse.Namespace) -> int:
+    """Run one privacy command on an opened :class:`Huisclos`; returns the exit code."""
+    if args.command == "audit":
+        return _audit(hc, args)
+    if args.command == "register":
+        _register(hc, args)
+    elif args.command == "forget":
         _forget(hc, args)
     elif args.command == "include":
         if hc.include(client=args.client, path=args.path):
@@ -62,6 +87,66 @@ def run(hc: Any, args: argparse.Namespace) -> None:
             print("it was not excluded: nothing to do")
     elif args.command == "keys":
         _rotate(hc)
+    return 0
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"--since {text!r}: give a date like 2026-11-30") from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _audit(hc: Any, args: argparse.Namespace) -> int:
+    if args.audit_command == "verify":
+        report = hc.verify_audit()
+        for problem in report.problems:
+            where = f"line {problem.line}" + (f" (seq {problem.seq})" if problem.seq else "")
+            print(f"{where}: {problem.kind}: {problem.message}")
+        if report.ok:
+            print(f"audit trail intact: {report.records} records")
+            return 0
+        print(f"audit trail NOT intact: {len(report.problems)} problem(s) in {report.records} "
+              "records", file=sys.stderr)  # fmt: skip
+        return 1
+    entries = hc.audit(client=args.client, since=_since(args.since), actions=args.action)
+    if args.questions:
+        hc.auditor.record(
+            "audit.show", details={"questions": True, "records": len(entries)},
+            clients=[hc.vault.keys.client_id(args.client)] if args.client else [],
+        )  # fmt: skip
+    for entry in entries:
+        row = entry.to_dict()
+        if not args.questions:
+            row["question"] = "(kept, encrypted)" if entry.question else None
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+            continue
+        details = ", ".join(f"{k}={v}" for k, v in row["details"].items())
+        clients = ", ".join(row["clients"]) or "-"
+        model = f" {row['backend']}/{row['model']}" if row["backend"] else ""
+        local = "" if row["local"] else " NOT LOCAL"
+        counts = f"files={len(row['files'])} chunks={len(row['chunks'])}"
+        print(
+            f"{row['seq']:>6} {row['time']} {row['user']} {row['action']} [{clients}]"
+            f"{model}{local} {counts} {details}"
+        )
+        if args.questions and entry.question:
+            print(f"       question: {entry.question}")
+    return 0
+
+
+def _register(hc: Any, args: argparse.Namespace) -> None:
+    from huisclos.pipeline.register import render_markdown
+
+    register = hc.register()
+    if args.format == "json":
+        print(json.dumps(register, ensure_ascii=False, indent=2))
+    else:
+        print(render_markdown(register, args.lang))
 
 
 def _confirm(question: str) -> bool:

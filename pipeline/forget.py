@@ -64,14 +64,6 @@ class Forgetter:
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
 
-    def roots(self) -> dict[str, Path]:
-        """The roots this vault has indexed, by root id."""
-        cipher = self.vault.keys.vault_cipher
-        return {
-            root_id: Path(cipher.decrypt(path_ct, root_id))
-            for root_id, path_ct in self.vault.manifest.roots().items()
-        }
-
     def forget_client(self, client: str, *, rotate: bool = True) -> ForgetReport:
         """Erase everything of ``client`` and destroy its data key.
 
@@ -99,7 +91,7 @@ class Forgetter:
                 )
             report.still_on_disk = [
                 str(root / client)
-                for root in self.roots().values()
+                for root in self.vault.roots().values()
                 if client != SHARED_CLIENT and (root / client).exists()
             ]
             self._drop_queued(lambda rel: PurePosixPath(rel).parts[:1] == (client,))
@@ -164,7 +156,7 @@ class Forgetter:
     def _locate(self, path: Path) -> tuple[str, Path, str]:
         """(root id, root, path relative to it) of a path inside an indexed root."""
         target = path.expanduser().absolute()
-        for root_id, root in self.roots().items():
+        for root_id, root in self.vault.roots().items():
             if target == root:
                 raise ConfigError(
                     f"{path} is a whole root: forget its clients one by one, or stop "

@@ -25,6 +25,7 @@ import logging
 import secrets
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -32,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from haystack import Document, Pipeline
 
 from huisclos.config import ConfigError, Settings
+from huisclos.connectors.personal_data import count_personal_data
 from huisclos.connectors.scan import SourceFile, ignore_filter, scan_root
 from huisclos.index.keys import ClientCipher
 from huisclos.index.manifest import FileRecord
@@ -347,7 +349,7 @@ class Ingestor:
             path_id=path_id, root_id=root_id, client_id=cipher.client_id, file_id=file_id,
             path_ct=cipher.encrypt(file.rel, file_id), content_id=old.content_id,
             kind=file.kind, size=file.size, mtime_ns=file.mtime_ns, state=old.state,
-            reason=old.reason, chunks=old.chunks, updated=time.time(),
+            reason=old.reason, chunks=old.chunks, updated=time.time(), personal=old.personal,
         )  # fmt: skip
         with vault.manifest.transaction():
             vault.manifest.delete_file(old.path_id)
@@ -462,6 +464,14 @@ class Ingestor:
                 },
             )
 
+    def _personal(self, converted: Converted) -> str | None:
+        """Counts of personal identifiers in a file's text, as JSON (None: none found)."""
+        names = self.settings.personal_data_names
+        total: Counter[str] = Counter()
+        for element in converted.elements:
+            total.update(count_personal_data(element.text, names=names))
+        return json.dumps(dict(sorted(total.items()))) if total else None
+
     def _write_batch(self, converted: list[tuple[_Change, Converted]], report: IndexReport) -> None:
         vault, manifest = self.vault, self.vault.manifest
         batch = [(change, result, secrets.token_hex(16)) for change, result in converted]
@@ -489,6 +499,7 @@ class Ingestor:
                 reason=reason,
                 chunks=0 if reason else len(chunks),
                 updated=time.time(),
+                personal=None if reason else self._personal(result),
             )
             rows.append((change, row))
 
