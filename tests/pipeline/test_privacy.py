@@ -119,7 +119,7 @@ def test_audit_verify_reports_each_tampering_with_its_position(
 
     edited = lines[2].replace('"hits":1', '"hits":7')
     assert edited != lines[2]
-    out = verify_with("".join(lines[:2] + [edited] + lines[3:]))
+    out = verify_with("".join([*lines[:2], edited, *lines[3:]]))
     assert "line 3 (seq 3): altered" in out and out.count("\n") == 1
 
     out = verify_with("".join(lines[:3] + lines[4:]))
