@@ -7,7 +7,8 @@ Layout of ``HUISCLOS_HOME`` (mode 0700)::
     manifest.sqlite3    files, clients, wrapped keys, intents, exclusions
     chroma/             the embedded Chroma store (absent with a Chroma server)
     config.toml         optional settings
-    writer.lock         held by the one process writing (an index run, the watcher)
+    writer.lock         held by the one process writing (an index run, a watcher's batch)
+    watcher.lock        held by the one ``huisclos watch`` of this vault
     audit.jsonl         the audit trail, a keyed hash chain (+ .head, .lock)
     watch.json          the watcher's state, for `huisclos status` (counts, no paths)
 """
@@ -43,6 +44,21 @@ AUDIT_FILE = "audit.jsonl"
 log = logging.getLogger(__name__)
 
 
+def _flock(path: Path, wait: float, stop: threading.Event | None, busy: str) -> int:
+    """An exclusive ``flock`` on ``path``; returns the descriptor that holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                os.close(fd)
+                raise StoreError(busy) from None
+            time.sleep(0.05)
+
+
 class Vault:
     """An opened vault: keys unlocked, manifest and store connected.
 
@@ -74,33 +90,26 @@ class Vault:
         self.manifest.close()
 
     @contextmanager
-    def writing(self, wait: float = 0.0) -> Iterator[None]:
+    def writing(self, wait: float = 0.0, stop: threading.Event | None = None) -> Iterator[None]:
         """Hold the writer lock: one writing process per vault, one writing thread in it.
 
         Re-entrant within a thread. ``wait``: seconds to wait for another
-        writer to finish (a watcher holds the lock only while it indexes a batch).
+        writer to finish (a watcher holds it only while it indexes a batch);
+        ``stop``: give up waiting when this event is set.
 
         Raises:
-            StoreError: another process (a running ``huisclos watch``?) holds it.
+            StoreError: another process (an index run, a watcher's batch, an
+                erasure) kept the lock for ``wait`` seconds.
         """
         with self._writer:
             if self._writer_depth == 0:
-                fd = os.open(self.settings.home / "writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
-                deadline = time.monotonic() + wait
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() < deadline:
-                            time.sleep(0.1)
-                            continue
-                        os.close(fd)
-                        raise StoreError(
-                            "another huisclos process is writing to this vault (a running "
-                            "`huisclos watch` keeps it up to date); try again when it is done"
-                        ) from None
-                self._writer_fd = fd
+                self._writer_fd = _flock(
+                    self.settings.home / "writer.lock",
+                    wait,
+                    stop,
+                    "another huisclos process is writing to this vault (an index run, an "
+                    "erasure, or a `huisclos watch` indexing a batch); try again when it is done",
+                )
             self._writer_depth += 1
             try:
                 yield
@@ -109,6 +118,24 @@ class Vault:
                 if self._writer_depth == 0:
                     os.close(self._writer_fd)  # releases the lock
                     self._writer_fd = -1
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """Held by the one ``huisclos watch`` of this vault for as long as it runs.
+
+        Raises:
+            StoreError: another watcher runs on this vault.
+        """
+        fd = _flock(
+            self.settings.home / "watcher.lock",
+            0.0,
+            None,
+            "a `huisclos watch` already keeps this vault up to date; stop it first",
+        )
+        try:
+            yield
+        finally:
+            os.close(fd)
 
     def client_cipher(self, client: str) -> ClientCipher:
         """The cipher of a client by name, registering the client on first use."""

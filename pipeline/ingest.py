@@ -95,6 +95,10 @@ def build_ingest_pipeline(settings: Settings) -> Pipeline:
     return pipeline
 
 
+_LOCK_WAIT = 120.0
+"""Seconds an index run waits for another writer (a watcher's batch, an erasure)."""
+
+
 def recover(vault: Vault) -> int:
     """Delete chunks left by an interrupted run; returns how many file ids were cleaned."""
     pending = vault.manifest.pending_intents()
@@ -186,7 +190,7 @@ class Ingestor:
                 raise ConfigError(f"{root} is not a directory; give the folder of client folders")
             resolved.append((path, scope))
         report = IndexReport()
-        with self.vault.writing():
+        with self.vault.writing(wait=_LOCK_WAIT):
             recover(self.vault)
             self._excluded = self.vault.manifest.exclusions()
             changes: list[_Change] = []

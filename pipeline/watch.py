@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huisclos.config import ConfigError, HuisclosError
+from huisclos.config import ConfigError, HuisclosError, StoreError
 from huisclos.connectors.scan import ignore_filter
 from huisclos.connectors.watch import ChangeStream, EventSource, FileChange, watch_changes
 from huisclos.index.vault import Vault
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "watch.json"
 _RETRY_FIRST, _RETRY_MAX = 2.0, 600.0
 _ROOT_CHECK = 5.0
+_LOCK_WAIT = 5.0
 
 
 class _Stopped(BaseException):
@@ -142,12 +143,15 @@ class Watcher:
     # --- the loop ---------------------------------------------------------------
 
     def run(self) -> None:
-        """Catch up, then watch until stopped. Holds the vault's writer lock.
+        """Catch up, then watch until stopped.
+
+        The writer lock is taken for each batch only, so that an index run or
+        an erasure (``huisclos forget``) can go in between.
 
         Raises:
-            StoreError: another process writes to the vault.
+            StoreError: another watcher runs on this vault.
         """
-        with self.vault.writing():
+        with self.vault.watching():
             try:
                 while not self.stop_event.is_set():
                     available = [root for root in self.roots if root.is_dir()]
@@ -287,10 +291,31 @@ class Watcher:
     # --- helpers -----------------------------------------------------------------------
 
     def _index(self, run: Callable[..., IndexReport], *args: Any) -> IndexReport:
-        report = run(*args)
+        """Run one ingest step under the writer lock, waiting for it as long as needed."""
+        state = self.state.state
+        while True:
+            try:
+                with self.vault.writing(wait=_LOCK_WAIT, stop=self.stop_event):
+                    if self.state.state != state:
+                        self._set(state)
+                    report = run(*args)
+                break
+            except StoreError:
+                if self.stop_event.is_set():
+                    raise _Stopped from None
+                if not self._lock_busy():
+                    raise
+                self._set("waiting for another writer")
         if self.stop_event.is_set():
             raise _Stopped
         return report
+
+    def _lock_busy(self) -> bool:
+        try:
+            with self.vault.writing():
+                return False
+        except StoreError:
+            return True
 
     def _check_stop(self, done: int, total: int) -> None:
         if self.stop_event.is_set():
