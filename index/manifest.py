@@ -58,7 +58,11 @@ CREATE TABLE IF NOT EXISTS exclusions(
     created REAL NOT NULL,
     PRIMARY KEY (kind, id)
 );
-CREATE TABLE IF NOT EXISTS roots(root_id TEXT PRIMARY KEY, path_ct TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS roots(
+    root_id   TEXT PRIMARY KEY,
+    path_ct   TEXT NOT NULL,
+    last_seen REAL
+);
 CREATE TABLE IF NOT EXISTS intents(file_id TEXT PRIMARY KEY, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS watch_queue(
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -110,6 +114,9 @@ class Manifest:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
             if "personal" not in columns:  # a manifest from before personal-data counts
                 self._db.execute("ALTER TABLE files ADD COLUMN personal TEXT")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(roots)")}
+            if "last_seen" not in columns:  # a manifest from before retention
+                self._db.execute("ALTER TABLE roots ADD COLUMN last_seen REAL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the manifest {path}: {exc}") from exc
         path.chmod(0o600)
@@ -267,6 +274,13 @@ class Manifest:
     def roots(self) -> dict[str, str]:
         """Encrypted root paths by root id."""
         return dict(self._db.execute("SELECT root_id, path_ct FROM roots").fetchall())
+
+    def root_seen(self, root_id: str, when: float) -> None:
+        """Record that a full scan of the root saw every file it holds at ``when``."""
+        self._db.execute("UPDATE roots SET last_seen = ? WHERE root_id = ?", (when, root_id))
+
+    def roots_last_seen(self) -> dict[str, float | None]:
+        return dict(self._db.execute("SELECT root_id, last_seen FROM roots").fetchall())
 
     def files_of_client(self, client_id: str) -> list[FileRecord]:
         return self._rows(f"SELECT {_COLUMNS} FROM files WHERE client_id = ?", [client_id])

@@ -38,6 +38,7 @@ from huisclos.pipeline.forget import ForgetReport, Forgetter
 from huisclos.pipeline.generators import LocalChatGenerator
 from huisclos.pipeline.ingest import IndexReport, Ingestor, Progress
 from huisclos.pipeline.register import build_register
+from huisclos.pipeline.retention import Retention, RetentionReport, retention_configured
 from huisclos.pipeline.search import Searcher, SearchHit
 from huisclos.pipeline.watch import Watcher, WatchState, read_state
 
@@ -153,8 +154,16 @@ class Huisclos:
             stop_event=stop_event,
             source=source,
             on_batch=on_batch,
+            retention=self.apply_retention if retention_configured(self.settings) else None,
         )
         watcher.run()
+
+    def apply_retention(self, *, dry_run: bool = False) -> RetentionReport:
+        """Erase what the retention settings call for (each erasure audited).
+
+        ``dry_run``: only say what would be erased.
+        """
+        return Retention(self.vault).apply(dry_run=dry_run)
 
     def search(self, query: str, *, client: str | None = None, top_k: int = 5) -> list[SearchHit]:
         """Passages closest to ``query``, best first, optionally of one client (audited)."""

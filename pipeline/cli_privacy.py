@@ -17,7 +17,7 @@ from huisclos.config import ConfigError
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
 
-COMMANDS = frozenset({"forget", "include", "keys", "audit", "register"})
+COMMANDS = frozenset({"forget", "include", "keys", "audit", "register", "retention"})
 
 
 def add_parsers(sub: Any) -> None:
@@ -63,6 +63,12 @@ def add_parsers(sub: Any) -> None:
     register.add_argument("--format", choices=("md", "json"), default="md")
     register.add_argument("--lang", choices=("fr", "en"), default="fr")
 
+    retention = sub.add_parser("retention", help="erase what the retention settings call for")
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True)
+    apply = retention_sub.add_parser("apply", help="apply the retention rules now")
+    apply.add_argument("--dry-run", action="store_true", help="only list what would be erased")
+    apply.add_argument("--json", action="store_true")
+
     keys = sub.add_parser("keys", help="master key operations")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     keys_sub.add_parser(
@@ -87,7 +93,34 @@ def run(hc: Any, args: argparse.Namespace) -> int:
             print("it was not excluded: nothing to do")
     elif args.command == "keys":
         _rotate(hc)
+    elif args.command == "retention":
+        _retention(hc, args)
     return 0
+
+
+def _retention(hc: Any, args: argparse.Namespace) -> None:
+    settings = hc.settings
+    report = hc.apply_retention(dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        return
+    if not report.actions:
+        configured = (
+            settings.retention_deleted_days is not None
+            or settings.retention_inactive_years is not None
+            or settings.retention_by_client
+        )
+        print("nothing to erase" if configured else "no retention rule is set: nothing to do")
+        return
+    verb = "would erase" if report.dry_run else "erased"
+    for action in report.actions:
+        item = action.to_dict()
+        what = (
+            "client (inactive)" if action.rule == "inactive_years" else "files whose source is gone"
+        )
+        print(f"{verb} {action.client}: {what}, {item['files']} files, {item['chunks']} chunks")
+    if not report.dry_run and report.master_key != "unchanged":
+        print(f"  master key: {report.master_key}")
 
 
 def _since(text: str | None) -> datetime | None:

@@ -64,14 +64,18 @@ class Forgetter:
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
 
-    def forget_client(self, client: str, *, rotate: bool = True) -> ForgetReport:
+    def forget_client(
+        self, client: str, *, rotate: bool = True, compact: bool = True
+    ) -> ForgetReport:
         """Erase everything of ``client`` and destroy its data key.
 
         Args:
-            client: the client's name, as its folder is named (``shared`` for
+            client: the client's name, as its folder is named (``_shared`` for
                 files directly in a root).
             rotate: rotate the master key afterwards (default), so that old
                 copies of the vault cannot be read with the keys in use.
+            compact: rebuild the store without the erased records (default);
+                several erasures in a row call :meth:`finish` once instead.
 
         Raises:
             ConfigError: no client of that name was ever indexed.
@@ -105,10 +109,41 @@ class Forgetter:
             recover(vault)
             self._fill(report, rows)
             if rotate:
-                report.master_key = self._rotate()
-            self._compact(report)
+                report.master_key = self.rotate()
+            if compact:
+                report.chunks_kept = self.compact()
         log.info("forgot client %s: %d files, %d chunks", client_id, report.files, report.chunks)
         return report
+
+    def forget_files(self, rows: list[FileRecord]) -> ForgetReport:
+        """Erase these files' records (retention: their sources are gone); no exclusion.
+
+        The caller compacts afterwards (:meth:`compact`).
+        """
+        vault = self.vault
+        report = ForgetReport("path", client_ids=sorted({row.client_id for row in rows}))
+        with vault.writing(wait=_LOCK_WAIT_SECONDS):
+            with vault.manifest.transaction():
+                vault.manifest.add_intents(row.file_id for row in rows)
+                vault.manifest.delete_files(row.path_id for row in rows)
+            recover(vault)
+        self._fill(report, rows)
+        return report
+
+    def compact(self) -> int:
+        """Rebuild the store and the manifest so that erased bytes leave no trace."""
+        with self.vault.writing(wait=_LOCK_WAIT_SECONDS):
+            kept = self.vault.store.compact()
+            self.vault.manifest.compact()
+        return kept
+
+    def rotate(self) -> str:
+        """Rotate the master key after erasures; says where the new key is, or why not."""
+        try:
+            return self.vault.rotate_master_key()
+        except VaultKeyError:
+            # a passphrase vault: the user must choose a new passphrase
+            return "not rotated: passphrase (run `huisclos keys rotate`)"
 
     def forget_path(self, path: str | Path) -> ForgetReport:
         """Erase the files at or under ``path`` (a file or a folder inside a root).
@@ -134,7 +169,7 @@ class Forgetter:
             recover(vault)
             report.client_ids = sorted({row.client_id for row in rows})
             self._fill(report, rows)
-            self._compact(report)
+            report.chunks_kept = self.compact()
         log.info("forgot a path: %d files, %d chunks", report.files, report.chunks)
         return report
 
@@ -195,14 +230,3 @@ class Forgetter:
         report.file_ids = sorted(row.file_id for row in rows)
         report.files = len(rows)
         report.chunks = sum(row.chunks for row in rows)
-
-    def _rotate(self) -> str:
-        try:
-            return self.vault.rotate_master_key()
-        except VaultKeyError:
-            # a passphrase vault: the user must choose a new passphrase
-            return "not rotated: passphrase (run `huisclos keys rotate`)"
-
-    def _compact(self, report: ForgetReport) -> None:
-        report.chunks_kept = self.vault.store.compact()
-        self.vault.manifest.compact()

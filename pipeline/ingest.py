@@ -228,6 +228,7 @@ class Ingestor:
         keys, manifest = self.vault.keys, self.vault.manifest
         root_id = keys.blind("root", str(root))
         manifest.put_root(root_id, keys.vault_cipher.encrypt(str(root), root_id))
+        scanned_at = time.time()
         if scope is None:
             known = manifest.files_under(root_id)
             files: Iterable[SourceFile] = scan_root(root, self._keep)
@@ -271,6 +272,8 @@ class Ingestor:
             else:
                 changes.append(_Change(file, root_id, path_id, content_id, old))
         self._remove(list(missing.values()), report)
+        if scope is None:
+            manifest.root_seen(root_id, scanned_at)
         return changes
 
     def _is_excluded(self, root_id: str, file: SourceFile) -> bool:

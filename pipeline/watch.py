@@ -117,6 +117,7 @@ class Watcher:
         stop_event: set it to stop (the CLI sets it on SIGINT/SIGTERM).
         source: event source for tests (default: watchdog observers).
         on_batch: called after each batch is indexed, with its report.
+        retention: applied after each catch-up and periodic rescan (erasures due).
     """
 
     def __init__(
@@ -128,8 +129,10 @@ class Watcher:
         stop_event: threading.Event | None = None,
         source: EventSource | None = None,
         on_batch: Callable[[IndexReport], None] | None = None,
+        retention: Callable[[], object] | None = None,
     ) -> None:
         self.vault, self.ingestor = vault, ingestor
+        self._retention = retention
         self.settings = vault.settings
         self.roots = [Path(root).expanduser().resolve() for root in roots]
         self.stop_event = stop_event or threading.Event()
@@ -233,6 +236,12 @@ class Watcher:
             self.vault.manifest.queue_remove(qid for qid, _ in entries)
         self._last_rescan = time.monotonic()
         log.info("caught up: %d queued paths re-checked", len(queued))
+        if self._retention is not None:
+            self._set("applying retention")
+            try:
+                self._retention()
+            except (HuisclosError, OSError) as exc:  # a service loop: next rescan, then
+                self._failed(exc)
 
     # --- batches ---------------------------------------------------------------------
 
