@@ -203,6 +203,13 @@ class Manifest:
     def delete_file(self, path_id: str) -> None:
         self._db.execute("DELETE FROM files WHERE path_id = ?", (path_id,))
 
+    def invalidate(self, file_ids: Iterable[str]) -> None:
+        """Make the next index run re-read these files (their stored records are bad)."""
+        self._db.executemany(
+            "UPDATE files SET content_id = NULL, size = -1 WHERE file_id = ?",
+            [(file_id,) for file_id in file_ids],
+        )
+
     def touch(self, path_id: str, size: int, mtime_ns: int) -> None:
         self._db.execute(
             "UPDATE files SET size = ?, mtime_ns = ?, updated = ? WHERE path_id = ?",

@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 
-from huisclos.config import ConfigError
+from huisclos.config import ConfigError, TamperedError, VaultKeyError
 from huisclos.index.vault import Vault
 from huisclos.pipeline.embedding import TextEmbedder
 
@@ -53,7 +53,10 @@ class Searcher:
 
         Raises:
             ConfigError: ``top_k`` is not positive, or ``client`` is unknown.
-            TamperedError: a stored record failed authentication.
+
+        A stored passage that fails authentication (altered, or swapped onto
+        another record) is never returned: it is left out, logged as a warning
+        and recorded in the audit trail (action ``tamper``).
         """
         embedding = self._embedder.run(text=query)["embedding"]
         return self.retrieve(embedding, client=client, top_k=top_k)
@@ -65,7 +68,6 @@ class Searcher:
 
         Raises:
             ConfigError: ``top_k`` is not positive, or ``client`` is unknown.
-            TamperedError: a stored record failed authentication.
         """
         if top_k < 1:
             raise ConfigError("top_k must be at least 1")
@@ -79,15 +81,23 @@ class Searcher:
         files = vault.manifest.by_file_ids(hit.meta["file"] for hit in hits)
         names = vault.client_names()
         results = []
+        tampered: list[str] = []
+        stale: list[str] = []
         for hit in hits:
             record = files.get(hit.meta["file"])
             if record is None:  # written by a run that has not committed yet
                 continue
-            cipher = vault.keys.cipher(record.client_id, create=False)
-            payload = json.loads(cipher.decrypt(hit.meta["ct"], hit.id))
+            try:
+                cipher = vault.keys.cipher(record.client_id, create=False)
+                payload = json.loads(cipher.decrypt(hit.meta["ct"], hit.id))
+                path = cipher.decrypt(record.path_ct, record.file_id)
+            except (TamperedError, VaultKeyError):
+                tampered.append(hit.id)
+                stale.append(record.file_id)
+                continue
             results.append(
                 SearchHit(
-                    path=cipher.decrypt(record.path_ct, record.file_id),
+                    path=path,
                     client=names.get(record.client_id, ""),
                     page=hit.meta["page"] or None,
                     score=round(1.0 - hit.distance, 6),
@@ -98,6 +108,17 @@ class Searcher:
                     file_id=record.file_id,
                     chunk_id=hit.id,
                 )
+            )
+        if tampered:
+            log.warning(
+                "%d stored passage(s) failed authentication (altered, swapped, or under an "
+                "erased key) and were left out; they are named in the audit trail, and the next "
+                "`huisclos index` (or the watcher's rescan) rebuilds them from the files.",
+                len(tampered),
+            )
+            vault.manifest.invalidate(stale)  # the next index run rebuilds these files
+            vault.audit.append(
+                "tamper", files=stale, chunks=tampered, details={"records": len(tampered)}
             )
         log.info("search returned %d hits", len(results))
         return results

@@ -204,3 +204,35 @@ def test_a_crash_after_the_manifest_leaves_no_orphan(
         assert report.excluded == 2
         remaining = hc.vault.manifest.all_files()
         assert hc.vault.store.count() == sum(row.chunks for row in remaining)
+
+
+def test_a_tampered_or_swapped_record_is_reported_never_returned(
+    clients: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Huisclos(settings) as hc:
+        hc.index(clients)
+        collection = hc.vault.store._collection
+        got = collection.get(include=["metadatas"])
+        by_id = dict(zip(got["ids"], got["metadatas"], strict=True))
+        dupont = next(
+            i for i, m in by_id.items() if m["client"] == hc.vault.keys.client_id("Dupont SARL")
+        )
+        martin = [i for i in by_id if i != dupont]
+        altered = dict(by_id[dupont])
+        token = bytearray(base64.b64decode(altered["ct"]))
+        token[20] ^= 1
+        altered["ct"] = base64.b64encode(bytes(token)).decode()
+        collection.update(ids=[dupont], metadatas=[altered])
+        swapped = dict(by_id[martin[0]], ct=by_id[martin[1]]["ct"])  # another record's text
+        collection.update(ids=[martin[0]], metadatas=[swapped])
+
+        hits = hc.search("facture zébrure genou honoraires", top_k=10)
+
+        assert {h.chunk_id for h in hits} == {martin[1]}
+        assert "failed authentication" in caplog.text and "huisclos index" in caplog.text
+        (alarm,) = hc.audit(actions=["tamper"])
+        assert set(alarm.record.chunks) == {dupont, martin[0]}
+        report = hc.index(clients)  # rebuilt from the files
+        assert (report.updated, report.failed) == (2, 0)
+        hits = hc.search("facture zébrure genou honoraires", top_k=10)
+        assert len(hits) == 3 and len(hc.audit(actions=["tamper"])) == 1
