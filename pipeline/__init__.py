@@ -7,26 +7,37 @@ with Huisclos() as hc:                       # vault from $HUISCLOS_HOME
     hits = hc.search("résiliation du bail", client="Dupont SARL")
     answer = hc.ask("Que dit le contrat sur la résiliation ?", client="Dupont SARL")
     hc.watch("/srv/Clients", stop_event=stop)   # blocks: keeps the folder indexed
+    hc.forget(client="Dupont SARL")             # erasure: records, key, traces
+    print(render_markdown(hc.register(), "fr")) # the processing register
 """
 
 import huisclos.config  # noqa: F401  (privacy switches before any third-party import)
 from huisclos.config import Settings, load_settings
 from huisclos.pipeline.answer import Answer, AnswerStream, Citation
 from huisclos.pipeline.api import ClientStatus, Huisclos, Status
+from huisclos.pipeline.auditing import AuditEntry
+from huisclos.pipeline.forget import ForgetReport
 from huisclos.pipeline.ingest import IndexReport
+from huisclos.pipeline.register import register_schema, render_markdown
+from huisclos.pipeline.retention import RetentionReport
 from huisclos.pipeline.search import SearchHit
 from huisclos.pipeline.watch import WatchState
 
 __all__ = [
     "Answer",
     "AnswerStream",
+    "AuditEntry",
     "Citation",
     "ClientStatus",
+    "ForgetReport",
     "Huisclos",
     "IndexReport",
+    "RetentionReport",
     "SearchHit",
     "Settings",
     "Status",
     "WatchState",
     "load_settings",
+    "register_schema",
+    "render_markdown",
 ]

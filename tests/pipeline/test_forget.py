@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -236,3 +237,29 @@ def test_a_tampered_or_swapped_record_is_reported_never_returned(
         assert (report.updated, report.failed) == (2, 0)
         hits = hc.search("facture zébrure genou honoraires", top_k=10)
         assert len(hits) == 3 and len(hc.audit(actions=["tamper"])) == 1
+
+
+def test_the_cli_asks_for_confirmation_and_says_what_it_erased(
+    clients: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from huisclos.pipeline.cli import main
+
+    with Huisclos(settings) as hc:
+        hc.index(clients)
+    assert main(["forget", "--client", "Martin"]) == 1  # stdin is not a terminal: no consent
+    assert "nothing erased: confirm with --yes" in capsys.readouterr().err
+    assert main(["forget", "--client", "Martin", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "erased client 'Martin': 2 files" in out
+    assert "data key was destroyed" in out and "master key rotated" in out
+    assert f"still on disk, no longer indexed: {clients / 'Martin'}" in out
+    assert "huisclos include --client 'Martin'" in out
+    assert main(["forget", "--client", "Martin", "--yes"]) == 1
+    assert "no client named 'Martin'" in capsys.readouterr().err
+    assert main(["include", "--client", "Martin"]) == 0
+    assert "included again" in capsys.readouterr().out
+    assert main(["keys", "rotate"]) == 0
+    assert "master key rotated; the new key is in the file" in capsys.readouterr().out
+    assert main(["audit", "show", "--action", "forget", "--json"]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["details"]["key_destroyed"] is True and record["question"] is None
