@@ -140,10 +140,13 @@ class Vault:
     def client_cipher(self, client: str) -> ClientCipher:
         """The cipher of a client by name, registering the client on first use."""
         client_id = self.keys.client_id(client)
+        known = client_id in self._registered or self.manifest.has_key(client_id)
         cipher = self.keys.cipher(client_id)
         if self._registered.get(client_id) is not cipher:  # once per client key, not per file
             self.manifest.put_client(client_id, cipher.encrypt(client, client_id))
             self._registered[client_id] = cipher
+            if not known:
+                self.audit.append("key.create", clients=[client_id])
         return cipher
 
     def rotate_master_key(self, new_passphrase: str | None = None) -> str:

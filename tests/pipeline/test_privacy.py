@@ -68,11 +68,11 @@ def test_every_action_is_audited_and_the_trail_holds_no_text(
 
         entries = hc.audit()
         assert [e.record.action for e in entries] == [
-            "index", "search", "ask", "ask", "key.rotate", "forget", "include",
-            "key.rotate", "register",
+            "key.create", "key.create", "index", "search", "ask", "ask", "key.rotate",
+            "forget", "include", "key.rotate", "register",
         ]  # fmt: skip
         assert all(e.record.user for e in entries)
-        search, scoped_ask, open_ask = entries[1], entries[2], entries[3]
+        search, scoped_ask, open_ask = entries[3], entries[4], entries[5]
         assert search.clients == ["(erased " + search.record.clients[0][:8] + ")"]
         assert search.record.chunks and search.record.files
         assert scoped_ask.clients == ["Dupont SARL"]
@@ -83,10 +83,14 @@ def test_every_action_is_audited_and_the_trail_holds_no_text(
         assert scoped_ask.question == "Quel est l'IBAN de la facture 2024-117 ?"
         assert search.question == ERASED
         assert open_ask.question == ERASED  # it was shown Martin's passage
-        forget = entries[5]
+        forget = entries[7]
         assert forget.record.details["key_destroyed"] is True
         assert forget.record.details["files"] == 1
-        assert [e.record.action for e in hc.audit(client="Dupont SARL")] == ["ask", "ask"]
+        assert [e.record.action for e in hc.audit(client="Dupont SARL")] == [
+            "key.create",
+            "ask",
+            "ask",
+        ]
         assert hc.verify_audit().ok
 
     trail = (settings.home / "audit.jsonl").read_bytes()
@@ -106,9 +110,9 @@ def test_audit_verify_reports_each_tampering_with_its_position(
     log = settings.home / "audit.jsonl"
     pristine = log.read_bytes()
     lines = pristine.decode().splitlines(keepends=True)
-    assert len(lines) == 6
+    assert len(lines) == 8  # two client keys created, the index run, five searches
     assert main(["audit", "verify"]) == 0
-    assert "intact: 6 records" in capsys.readouterr().out
+    assert "intact: 8 records" in capsys.readouterr().out
 
     def verify_with(content: str) -> str:
         log.write_text(content)
@@ -117,16 +121,17 @@ def test_audit_verify_reports_each_tampering_with_its_position(
         log.write_bytes(pristine)
         return out
 
-    edited = lines[2].replace('"hits":1', '"hits":7')
-    assert edited != lines[2]
-    out = verify_with("".join([*lines[:2], edited, *lines[3:]]))
-    assert "line 3 (seq 3): altered" in out and out.count("\n") == 1
+    edited = lines[4].replace('"hits":1', '"hits":7')
+    assert edited != lines[4]
+    out = verify_with("".join([*lines[:4], edited, *lines[5:]]))
+    assert "line 5 (seq 5): altered" in out and out.count("\n") == 1
 
-    out = verify_with("".join(lines[:3] + lines[4:]))
-    assert "missing" in out and "seq 4" in out
+    out = verify_with("".join(lines[:5] + lines[6:]))
+    assert "missing" in out and "seq 6" in out
 
-    out = verify_with("".join([lines[0], lines[4], lines[2], lines[3], lines[1], lines[5]]))
-    assert "line 2 (seq 5): reordered" in out and "line 5 (seq 2): reordered" in out
+    swapped = [*lines[:3], lines[6], lines[4], lines[5], lines[3], lines[7]]
+    out = verify_with("".join(swapped))
+    assert "line 4 (seq 7): reordered" in out and "line 7 (seq 4): reordered" in out
 
     assert main(["audit", "verify"]) == 0
 
