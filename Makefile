@@ -82,6 +82,7 @@ typecheck: install
 bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/watch.py
+	$(PY) bench/privacy.py
 
 eval: install
 	$(PY) bench/compare_embedders.py

@@ -20,15 +20,20 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "office-docs"
 UX = DATA / "unstructured-example-docs"
 TIKA = DATA / "tika-test-documents"
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"test corpus not found at {DATA}")
 
-needs_soffice = pytest.mark.skipif(
-    shutil.which("soffice") is None, reason="LibreOffice not installed"
-)
-needs_tesseract = pytest.mark.skipif(
-    shutil.which("tesseract") is None, reason="tesseract not installed"
-)
-needs_pandoc = pytest.mark.skipif(shutil.which("pandoc") is None, reason="pandoc not installed")
+_TOOLS = {"soffice": "libreoffice-writer-nogui", "tesseract": "tesseract-ocr", "pandoc": "pandoc"}
+
+
+# tests that run a system tool are integration tests; `make install` brings the tools
+needs_soffice = needs_tesseract = needs_pandoc = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def corpus_and_tools() -> None:
+    """Fail, never skip, when the corpus or a converter is missing."""
+    assert DATA.is_dir(), f"the test corpus is read in place from {DATA}; it is missing"
+    for tool, package in _TOOLS.items():
+        assert shutil.which(tool), f"{tool} is missing: `make install` installs {package}"
 
 
 @pytest.fixture(autouse=True)
