@@ -18,6 +18,7 @@ from huisclos.config.errors import (  # noqa: E402
     ParseError,
     StoreError,
     TamperedError,
+    VaultBusyError,
     VaultKeyError,
 )
 from huisclos.config.privacy import allow_hosts, install_network_guard  # noqa: E402
@@ -33,6 +34,7 @@ __all__ = [
     "Settings",
     "StoreError",
     "TamperedError",
+    "VaultBusyError",
     "VaultKeyError",
     "allow_hosts",
     "apply_privacy_switches",

@@ -9,7 +9,8 @@ library, with ``raise ... from exc``::
     ├── ConfigError          bad or inconsistent settings
     ├── VaultKeyError            master key missing, wrong, or unusable
     ├── StoreError           the vector store or the manifest cannot be used
-    │   └── TamperedError    a record failed authentication
+    │   ├── TamperedError    a record failed authentication
+    │   └── VaultBusyError   another process holds the vault's writer or watcher lock
     ├── ParseError           one document could not be turned into text
     ├── EmbeddingError       the embedding model could not be loaded or run
     ├── GeneratorError       the language model is missing, unreachable or failed
@@ -29,6 +30,7 @@ __all__ = [
     "ParseError",
     "StoreError",
     "TamperedError",
+    "VaultBusyError",
     "VaultKeyError",
 ]
 
@@ -51,6 +53,10 @@ class StoreError(HuisclosError):
 
 class TamperedError(StoreError):
     """An encrypted record failed authentication: it was altered or swapped."""
+
+
+class VaultBusyError(StoreError):
+    """Another huisclos process holds the vault's writer (or watcher) lock."""
 
 
 class ParseError(HuisclosError):

@@ -147,8 +147,8 @@ class Settings(BaseSettings):
     retention_deleted_days: float | None = Field(
         None,
         ge=0,
-        description="Forget files whose source is gone (or whose root is no longer there) "
-        "once they were last seen more than this many days ago.",
+        description="Forget files whose source was deleted, this many days after the last "
+        "full scan of their folder (a folder that is not there at all is left alone).",
     )
     retention_inactive_years: float | None = Field(
         None, gt=0, description="Forget clients none of whose files changed for this many years."
@@ -183,8 +183,11 @@ class Settings(BaseSettings):
                     f"retention for {client!r}: unknown {sorted(unknown)}; "
                     "use deleted_days and inactive_years"
                 )
-            if any(number < 0 for number in rule.values()):
-                raise ValueError(f"retention for {client!r}: values must be positive")
+            if rule.get("deleted_days", 0) < 0 or rule.get("inactive_years", 1) <= 0:
+                raise ValueError(
+                    f"retention for {client!r}: deleted_days must be 0 or more, "
+                    "inactive_years more than 0"
+                )
         return value
 
     @field_validator("home", "key_file", "models_dir", mode="after")

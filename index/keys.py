@@ -49,6 +49,7 @@ __all__ = [
     "KeyChain",
     "WrappedKeyStore",
     "add_key_check",
+    "key_source",
     "load_master_key",
     "new_master_key",
     "store_master_key",
@@ -94,7 +95,7 @@ class WrappedKeyStore(Protocol):
 
     def has_wrapped_keys(self) -> bool: ...
 
-    def adopt_legacy_keys(self, kek: str) -> None: ...
+    def adopt_legacy_keys(self, kek: str, vault_keys: bytes) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +160,8 @@ class KeyChain:
                     b"huisclos audit chain v1",
                 )
             )
-            store.adopt_legacy_keys(self.kek)
-            store.put_wrapped_key(VAULT_KEYS, self.kek, self._wrap(VAULT_KEYS, vault_keys))
+            # one transaction: legacy client keys adopted and the vault keys stored together
+            store.adopt_legacy_keys(self.kek, self._wrap(VAULT_KEYS, vault_keys))
             wrapped = store.get_wrapped_key(VAULT_KEYS, self.kek)
             assert wrapped is not None
         vault_keys = self._unwrap(VAULT_KEYS, wrapped)
@@ -253,12 +254,22 @@ class KeyChain:
         The rows under the current key stay until :meth:`adopt` and the
         caller's clean-up: a crash in between leaves both keys working.
         """
+        self.refresh()
         new_wrap = _hkdf(new_master, b"huisclos key wrap v1")
         new_kek = _kek_id(new_wrap)
-        for name, wrapped in self._store.wrapped_keys(self.kek).items():
+        rows = self._store.wrapped_keys(self.kek)
+        if VAULT_KEYS not in rows:
+            raise VaultKeyError("this vault's keys are not wrapped under the master key in use")
+        for name, wrapped in rows.items():
             key = self._unwrap(name, wrapped)
             self._store.put_wrapped_key(name, new_kek, self._wrap(name, key, new_wrap))
         return new_kek
+
+    def refresh(self) -> None:
+        """Reload the master key if another process rotated it since this one loaded it."""
+        if self._reload is not None and self._store.get_wrapped_key(VAULT_KEYS, self.kek) is None:
+            self._use(self._reload())
+            self._ciphers.clear()
 
     def adopt(self, new_master: bytes) -> None:
         """Use ``new_master`` from now on (after :meth:`rewrap` and storing it)."""
@@ -366,11 +377,27 @@ def _checks(vault: dict[str, object]) -> list[str]:
     return [str(legacy)] if legacy else []
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_durably(temporary: Path, target: Path) -> None:
+    """Rename ``temporary`` over ``target`` so that a power cut keeps one or the other."""
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+    _fsync_dir(target.parent)
+
+
 def _write_vault_file(home: Path, vault: dict[str, object]) -> None:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     temporary = home / (VAULT_FILE + ".tmp")
     _write_private(temporary, json.dumps(vault, indent=2).encode())
-    os.replace(temporary, home / VAULT_FILE)
+    _replace_durably(temporary, home / VAULT_FILE)
 
 
 def _resolve_source(settings: Settings, vault: dict[str, object]) -> str:
@@ -460,6 +487,11 @@ def add_key_check(settings: Settings, key: bytes, *, only: bool = False) -> None
     _write_vault_file(settings.home, vault)
 
 
+def key_source(settings: Settings) -> str:
+    """The source this vault's master key comes from: "file", "keyring" or "passphrase"."""
+    return _resolve_source(settings, _read_vault_file(settings.home))
+
+
 def store_master_key(settings: Settings, key: bytes) -> str:
     """Put ``key`` where the vault's key source keeps it; returns the source's name.
 
@@ -479,7 +511,5 @@ def store_master_key(settings: Settings, key: bytes) -> str:
         path = settings.resolved_key_file
         temporary = path.with_name(path.name + ".new")
         _write_private(temporary, base64.b64encode(key) + b"\n")
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        _replace_durably(temporary, path)
     return source

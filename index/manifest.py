@@ -130,7 +130,7 @@ class Manifest:
                     self._path, isolation_level=None, timeout=30.0, check_same_thread=False
                 )
                 db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA synchronous=FULL")  # key rotations and erasures must last
                 db.execute("PRAGMA secure_delete=ON")  # erased rows are zeroed, not left free
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the manifest {self._path}: {exc}") from exc
@@ -316,10 +316,9 @@ class Manifest:
     def has_wrapped_keys(self) -> bool:
         return self._db.execute("SELECT 1 FROM wrapped_keys LIMIT 1").fetchone() is not None
 
-    def adopt_legacy_keys(self, kek: str) -> None:
-        """Move client keys of an older vault (one row per client) under ``kek``."""
-        if self._db.execute("SELECT 1 FROM client_keys LIMIT 1").fetchone() is None:
-            return
+    def adopt_legacy_keys(self, kek: str, vault_keys: bytes) -> None:
+        """Store the vault keys under ``kek`` and, for a vault made before keys were
+        wrapped per master key, move its client keys there: one transaction."""
         with self.transaction():
             self._db.execute(
                 "INSERT OR IGNORE INTO wrapped_keys(name, kek, wrapped) "
@@ -327,9 +326,26 @@ class Manifest:
                 (kek,),
             )
             self._db.execute("DELETE FROM client_keys")
+            self._db.execute(
+                "INSERT OR IGNORE INTO wrapped_keys(name, kek, wrapped) VALUES (?, ?, ?)",
+                ("__vault__", kek, vault_keys),
+            )
 
     def drop_keys_except(self, kek: str) -> int:
-        """Delete keys wrapped under any other master key; returns how many."""
+        """Delete keys wrapped under any other master key; returns how many.
+
+        Raises:
+            StoreError: some key has no copy under ``kek`` (nothing is deleted).
+        """
+        uncovered = self._db.execute(
+            "SELECT COUNT(DISTINCT name) FROM wrapped_keys WHERE name NOT IN "
+            "(SELECT name FROM wrapped_keys WHERE kek = ?)",
+            (kek,),
+        ).fetchone()[0]
+        if uncovered:
+            raise StoreError(
+                f"{uncovered} key(s) are not wrapped under the new master key; old keys kept"
+            )
         cursor = self._db.execute("DELETE FROM wrapped_keys WHERE kek != ?", (kek,))
         return cursor.rowcount
 
@@ -342,8 +358,8 @@ class Manifest:
         ):
             self._db.execute(sql, (client_id,))
 
-    def delete_files(self, path_ids: Iterable[str]) -> None:
-        self._db.executemany("DELETE FROM files WHERE path_id = ?", [(p,) for p in path_ids])
+    def delete_file_ids(self, file_ids: Iterable[str]) -> None:
+        self._db.executemany("DELETE FROM files WHERE file_id = ?", [(f,) for f in file_ids])
 
     # exclusions: what was forgotten and must not be indexed again unasked ----
 

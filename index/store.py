@@ -102,8 +102,12 @@ class EncryptedStore:
                 path = settings.home / "chroma"
                 path.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-            self._finish_compaction()
-            self._collection = self._create(settings.collection)
+            names = self._names()
+            if settings.collection not in names and self._compact_name in names:
+                # a compaction by the writer is renaming its copy: read from the copy
+                self._collection = self._client.get_collection(self._compact_name)
+            else:
+                self._collection = self._create(settings.collection)
         except Exception as exc:
             where = (
                 f"the Chroma server {settings.chroma_host}:{settings.chroma_port}"
@@ -173,6 +177,7 @@ class EncryptedStore:
 
     def upsert(self, records: Iterable[ChunkRecord]) -> int:
         """Write chunks in batches; returns how many were written."""
+        self._fresh()  # the collection may have been rebuilt by another process
         batch: list[ChunkRecord] = []
         written = 0
         for record in records:
@@ -198,6 +203,7 @@ class EncryptedStore:
 
     def delete_files(self, file_ids: Sequence[str]) -> None:
         """Delete every chunk of these files (idempotent)."""
+        self._fresh()
         for start in range(0, len(file_ids), 100):
             part = list(file_ids[start : start + 100])
             where: dict[str, Any] = {"file": part[0]} if len(part) == 1 else {"file": {"$in": part}}
@@ -206,6 +212,7 @@ class EncryptedStore:
 
     def delete_client(self, client_id: str) -> None:
         """Delete every chunk of one client (idempotent)."""
+        self._fresh()
         self._call("delete chunks", self._collection.delete, where={"client": client_id})
         self._wrote()
 
@@ -219,15 +226,21 @@ class EncryptedStore:
     def _compact_name(self) -> str:
         return self._settings.collection + "-compacting"
 
-    def _finish_compaction(self) -> None:
-        """Complete or undo a compaction a crash interrupted (called on open)."""
-        names = self._names()
+    def finish_compaction(self) -> None:
+        """Complete or undo a compaction a crash interrupted (the writer lock is held)."""
+        names = self._call("list collections", self._names)
         if self._compact_name not in names:
             return
-        if self._settings.collection in names:  # the copy may be incomplete: start again
-            self._client.delete_collection(self._compact_name)
+        if self._settings.collection in names:  # the copy may be incomplete: drop it
+            self._call(
+                "drop an interrupted copy", self._client.delete_collection, name=self._compact_name
+            )
         else:  # the copy was complete and the old collection already dropped
-            self._client.get_collection(self._compact_name).modify(name=self._settings.collection)
+            copy = self._client.get_collection(self._compact_name)
+            self._call("finish a compaction", copy.modify, name=self._settings.collection)
+            self._collection = copy
+        self._wrote()
+        log.info("an interrupted compaction was finished")
 
     def compact(self) -> int:
         """Rebuild the collection from its live records; returns how many were kept.
@@ -261,12 +274,18 @@ class EncryptedStore:
             offset += len(got["ids"])
             kept += len(got["ids"])
         self._call("compact the store", self._client.delete_collection, name=name)
-        for _ in range(3):
+        for attempt in range(3):
             try:
                 target.modify(name=name)
                 break
-            except Exception:  # noqa: BLE001 - a reader recreated the name meanwhile
-                self._client.delete_collection(name)
+            except Exception as exc:  # a reader created the name meanwhile: drop it, again
+                if attempt == 2:
+                    raise StoreError(
+                        f"the compacted store could not be renamed ({exc}); the next index "
+                        "run finishes it"
+                    ) from exc
+                if name in self._names():
+                    self._client.delete_collection(name)
         self._collection = target
         self._wrote()
         if self._marker is not None:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from huisclos.config import Settings, StoreError
+from huisclos.config import Settings, StoreError, VaultBusyError
 from huisclos.index.audit import AuditLog
 from huisclos.index.keys import (
     ClientCipher,
@@ -55,7 +55,7 @@ def _flock(path: Path, wait: float, stop: threading.Event | None, busy: str) -> 
         except BlockingIOError:
             if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                 os.close(fd)
-                raise StoreError(busy) from None
+                raise VaultBusyError(busy) from None
             time.sleep(0.05)
 
 

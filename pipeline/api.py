@@ -124,6 +124,7 @@ class Huisclos:
         Raises:
             ConfigError: a root is not a directory.
         """
+        Forgetter(self.vault).finish_pending()
         return self._ingest.index([Path(root) for root in roots], progress)
 
     @property
@@ -147,6 +148,7 @@ class Huisclos:
         Raises:
             StoreError: another process is writing to the vault.
         """
+        Forgetter(self.vault).finish_pending()
         watcher = Watcher(
             self.vault,
             self._ingest,
@@ -293,24 +295,9 @@ class Huisclos:
             raise ConfigError("forget needs either a client or a path")
         forgetter = Forgetter(self.vault)
         if client is not None:
-            report = forgetter.forget_client(client)
-        else:
-            assert path is not None
-            report = forgetter.forget_path(path)
-        self.auditor.record(
-            "forget",
-            clients=report.client_ids,
-            files=report.file_ids,
-            details={
-                "target": report.target,
-                "files": report.files,
-                "chunks": report.chunks,
-                "key_destroyed": report.key_destroyed,
-                "master_key": report.master_key,
-                "still_on_disk": len(report.still_on_disk),
-            },
-        )
-        return report
+            return forgetter.forget_client(client)
+        assert path is not None
+        return forgetter.forget_path(path)
 
     def include(self, *, client: str | None = None, path: str | Path | None = None) -> bool:
         """Let a forgotten client or path be indexed again; returns whether it was excluded."""

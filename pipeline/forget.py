@@ -19,13 +19,16 @@ the next writer's recovery deletes those chunks.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from huisclos.config import ConfigError, VaultKeyError
-from huisclos.connectors.scan import SHARED_CLIENT
+from huisclos.connectors.scan import SHARED_CLIENT, client_of
+from huisclos.index.keys import key_source
 from huisclos.index.manifest import FileRecord
 from huisclos.index.vault import Vault
 from huisclos.pipeline.ingest import recover
@@ -35,6 +38,8 @@ __all__ = ["ForgetReport", "Forgetter"]
 log = logging.getLogger(__name__)
 
 _LOCK_WAIT_SECONDS = 120.0
+_PENDING = "erasure.pending"
+"""Present from just before an erasure commits until it is rotated and compacted."""
 
 
 @dataclass(slots=True)
@@ -65,7 +70,7 @@ class Forgetter:
         self.vault = vault
 
     def forget_client(
-        self, client: str, *, rotate: bool = True, compact: bool = True
+        self, client: str, *, rotate: bool = True, compact: bool = True, trigger: str = "forget"
     ) -> ForgetReport:
         """Erase everything of ``client`` and destroy its data key.
 
@@ -85,49 +90,61 @@ class Forgetter:
         client_id = vault.keys.client_id(client)
         report = ForgetReport("client", client_ids=[client_id])
         with vault.writing(wait=_LOCK_WAIT_SECONDS):
+            self.finish_pending()
             recover(vault)
             rows = vault.manifest.files_of_client(client_id)
             known = client_id in vault.manifest.clients() or bool(rows)
             if not known and not vault.manifest.has_key(client_id):
+                if client_id in vault.manifest.exclusions()["client"]:
+                    raise ConfigError(f"the client {client!r} was already forgotten")
                 raise ConfigError(
                     f"no client named {client!r} in the index (names are case-sensitive; "
                     "`huisclos status` lists them)"
                 )
-            report.still_on_disk = [
-                str(root / client)
-                for root in self.vault.roots().values()
-                if client != SHARED_CLIENT and (root / client).exists()
-            ]
-            self._drop_queued(lambda rel: PurePosixPath(rel).parts[:1] == (client,))
+            roots = self.vault.roots().values()
+            if client == SHARED_CLIENT:
+                report.still_on_disk = [
+                    str(root) for root in roots if any(p.is_file() for p in root.iterdir())
+                ]
+            else:
+                report.still_on_disk = [
+                    str(root / client) for root in roots if (root / client).exists()
+                ]
+            self._drop_queued(lambda rel: client_of(rel) == client)
+            self._set_pending(rotate=rotate or not compact)
             with vault.manifest.transaction():
                 vault.manifest.add_intents(row.file_id for row in rows)
                 vault.manifest.delete_client(client_id)
                 vault.manifest.exclude("client", client_id)
             vault.keys.forget(client_id)
             report.key_destroyed = True
+            self._fill(report, rows)
+            self._audit(report, trigger)
             vault.store.delete_client(client_id)
             recover(vault)
-            self._fill(report, rows)
             if rotate:
                 report.master_key = self.rotate()
             if compact:
                 report.chunks_kept = self.compact()
+                self.done()
         log.info("forgot client %s: %d files, %d chunks", client_id, report.files, report.chunks)
         return report
 
-    def forget_files(self, rows: list[FileRecord]) -> ForgetReport:
+    def forget_files(self, rows: list[FileRecord], *, trigger: str = "forget") -> ForgetReport:
         """Erase these files' records (retention: their sources are gone); no exclusion.
 
-        The caller compacts afterwards (:meth:`compact`).
+        The caller holds the writer lock and compacts afterwards (:meth:`compact`).
         """
         vault = self.vault
         report = ForgetReport("path", client_ids=sorted({row.client_id for row in rows}))
         with vault.writing(wait=_LOCK_WAIT_SECONDS):
+            self._set_pending(rotate=False)
             with vault.manifest.transaction():
                 vault.manifest.add_intents(row.file_id for row in rows)
-                vault.manifest.delete_files(row.path_id for row in rows)
+                vault.manifest.delete_file_ids(row.file_id for row in rows)
+            self._fill(report, rows)
+            self._audit(report, trigger)
             recover(vault)
-        self._fill(report, rows)
         return report
 
     def compact(self) -> int:
@@ -139,11 +156,69 @@ class Forgetter:
 
     def rotate(self) -> str:
         """Rotate the master key after erasures; says where the new key is, or why not."""
-        try:
-            return self.vault.rotate_master_key()
-        except VaultKeyError:
-            # a passphrase vault: the user must choose a new passphrase
+        if key_source(self.vault.settings) == "passphrase":  # only the user can choose a new one
             return "not rotated: passphrase (run `huisclos keys rotate`)"
+        return self.vault.rotate_master_key()
+
+    def done(self) -> None:
+        """Every step of the erasures is finished: clear the pending mark."""
+        self._pending_path.unlink(missing_ok=True)
+
+    # --- an erasure is finished even if the process dies half-way -------------------
+
+    @property
+    def _pending_path(self) -> Path:
+        return self.vault.settings.home / _PENDING
+
+    def _set_pending(self, *, rotate: bool) -> None:
+        path = self._pending_path
+        if path.exists() and json.loads(path.read_text() or "{}").get("rotate"):
+            rotate = True
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"rotate": rotate}))
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+    def finish_pending(self) -> bool:
+        """Rotate and compact after an erasure that was cut short; returns whether one was.
+
+        Called before any erasure, index run, retention pass or watcher start.
+        """
+        path = self._pending_path
+        if not path.exists():
+            return False
+        with self.vault.writing(wait=_LOCK_WAIT_SECONDS):
+            if not path.exists():
+                return False
+            try:
+                rotate = bool(json.loads(path.read_text() or "{}").get("rotate"))
+            except ValueError:
+                rotate = True
+            recover(self.vault)
+            master_key = self.rotate() if rotate else "unchanged"
+            kept = self.compact()
+            self.vault.audit.append(
+                "erasure.finish", details={"master_key": master_key, "chunks_kept": kept}
+            )
+            path.unlink()
+            log.info("finished an interrupted erasure")
+        return True
+
+    def _audit(self, report: ForgetReport, trigger: str) -> None:
+        """The erasure is committed: record it now, whatever happens next."""
+        self.vault.audit.append(
+            trigger,
+            clients=report.client_ids,
+            files=report.file_ids,
+            details={
+                "target": report.target,
+                "files": report.files,
+                "chunks": report.chunks,
+                "key_destroyed": report.key_destroyed,
+                "still_on_disk": len(report.still_on_disk),
+            },
+        )
 
     def forget_path(self, path: str | Path) -> ForgetReport:
         """Erase the files at or under ``path`` (a file or a folder inside a root).
@@ -155,6 +230,7 @@ class Forgetter:
         root_id, root, rel = self._locate(Path(path))
         report = ForgetReport("path")
         with vault.writing(wait=_LOCK_WAIT_SECONDS):
+            self.finish_pending()
             recover(vault)
             rows = self._rows_at(root_id, rel)
             if not rows:
@@ -162,14 +238,17 @@ class Forgetter:
             if (root / rel).exists():
                 report.still_on_disk = [str(root / rel)]
             self._drop_queued(lambda queued: queued == rel or queued.startswith(rel + "/"))
+            self._set_pending(rotate=False)
             with vault.manifest.transaction():
                 vault.manifest.add_intents(row.file_id for row in rows)
-                vault.manifest.delete_files(row.path_id for row in rows)
+                vault.manifest.delete_file_ids(row.file_id for row in rows)
                 vault.manifest.exclude("path", vault.keys.blind("path", f"{root_id}\x00{rel}"))
-            recover(vault)
             report.client_ids = sorted({row.client_id for row in rows})
             self._fill(report, rows)
+            self._audit(report, "forget")
+            recover(vault)
             report.chunks_kept = self.compact()
+            self.done()
         log.info("forgot a path: %d files, %d chunks", report.files, report.chunks)
         return report
 

@@ -100,7 +100,12 @@ _LOCK_WAIT = 120.0
 
 
 def recover(vault: Vault) -> int:
-    """Delete chunks left by an interrupted run; returns how many file ids were cleaned."""
+    """Delete chunks left by an interrupted run; returns how many file ids were cleaned.
+
+    Also completes a store compaction an erasure left half-done. The caller
+    holds the writer lock.
+    """
+    vault.store.finish_compaction()
     pending = vault.manifest.pending_intents()
     if pending:
         log.info("recovering %d interrupted file writes", len(pending))

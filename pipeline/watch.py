@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huisclos.config import ConfigError, HuisclosError, StoreError
+from huisclos.config import ConfigError, HuisclosError, VaultBusyError
 from huisclos.connectors.scan import ignore_filter
 from huisclos.connectors.watch import ChangeStream, EventSource, FileChange, watch_changes
 from huisclos.index.vault import Vault
@@ -192,7 +192,11 @@ class Watcher:
         with stream:
             self.state.modes = sorted(set(stream.modes.values()))
             self.ingestor.warm_up()  # the first change must not wait for models to load
-            self._catch_up(roots)
+            try:
+                self._catch_up(roots)
+            except (HuisclosError, OSError) as exc:  # retried at the next rescan
+                self._failed(exc)
+                self._last_rescan = time.monotonic()
             self._set("running")
             for batch in stream:
                 if batch:
@@ -309,22 +313,13 @@ class Watcher:
                         self._set(state)
                     report = run(*args)
                 break
-            except StoreError:
+            except VaultBusyError:
                 if self.stop_event.is_set():
                     raise _Stopped from None
-                if not self._lock_busy():
-                    raise
                 self._set("waiting for another writer")
         if self.stop_event.is_set():
             raise _Stopped
         return report
-
-    def _lock_busy(self) -> bool:
-        try:
-            with self.vault.writing():
-                return False
-        except StoreError:
-            return True
 
     def _check_stop(self, done: int, total: int) -> None:
         if self.stop_event.is_set():

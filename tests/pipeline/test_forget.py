@@ -186,25 +186,35 @@ def test_forgetting_what_is_not_there_is_a_clear_error(
         assert hc.index(clients).unchanged == 3
 
 
-def test_a_crash_after_the_manifest_leaves_no_orphan(
+def test_an_erasure_cut_short_is_recorded_and_finished_by_the_next_run(
     clients: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with Huisclos(settings) as hc:
         hc.index(clients)
         total = hc.vault.store.count()
+        key_before = settings.resolved_key_file.read_bytes()
 
         def die(client_id: str) -> None:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # killed after the erasure committed
 
         monkeypatch.setattr(hc.vault.store, "delete_client", die)
         with pytest.raises(KeyboardInterrupt):
             hc.forget(client="Martin")
         monkeypatch.undo()
         assert hc.vault.store.count() == total  # chunks still there, but no row names them
-        report = hc.index(clients)  # the next writer recovers
+        assert [e.record.action for e in hc.audit(actions=["forget"])] == ["forget"]
+        assert (settings.home / "erasure.pending").exists()
+
+        report = hc.index(clients)  # the next writer finishes the erasure
+
         assert report.excluded == 2
         remaining = hc.vault.manifest.all_files()
         assert hc.vault.store.count() == sum(row.chunks for row in remaining)
+        assert settings.resolved_key_file.read_bytes() != key_before  # rotated
+        assert not (settings.home / "erasure.pending").exists()
+        (finish,) = hc.audit(actions=["erasure.finish"])
+        assert finish.record.details["master_key"] == "file"
+        assert b"z\xc3\xa9brure" not in _vault_bytes(settings.home)
 
 
 def test_a_tampered_or_swapped_record_is_reported_never_returned(
@@ -255,7 +265,7 @@ def test_the_cli_asks_for_confirmation_and_says_what_it_erased(
     assert f"still on disk, no longer indexed: {clients / 'Martin'}" in out
     assert "huisclos include --client 'Martin'" in out
     assert main(["forget", "--client", "Martin", "--yes"]) == 1
-    assert "no client named 'Martin'" in capsys.readouterr().err
+    assert "the client 'Martin' was already forgotten" in capsys.readouterr().err
     assert main(["include", "--client", "Martin"]) == 0
     assert "included again" in capsys.readouterr().out
     assert main(["keys", "rotate"]) == 0

@@ -68,8 +68,8 @@ def test_every_action_is_audited_and_the_trail_holds_no_text(
 
         entries = hc.audit()
         assert [e.record.action for e in entries] == [
-            "key.create", "key.create", "index", "search", "ask", "ask", "key.rotate",
-            "forget", "include", "key.rotate", "register",
+            "key.create", "key.create", "index", "search", "ask", "ask", "forget",
+            "key.rotate", "include", "key.rotate", "register",
         ]  # fmt: skip
         assert all(e.record.user for e in entries)
         search, scoped_ask, open_ask = entries[3], entries[4], entries[5]
@@ -83,7 +83,7 @@ def test_every_action_is_audited_and_the_trail_holds_no_text(
         assert scoped_ask.question == "Quel est l'IBAN de la facture 2024-117 ?"
         assert search.question == ERASED
         assert open_ask.question == ERASED  # it was shown Martin's passage
-        forget = entries[7]
+        forget = entries[6]
         assert forget.record.details["key_destroyed"] is True
         assert forget.record.details["files"] == 1
         assert [e.record.action for e in hc.audit(client="Dupont SARL")] == [

@@ -46,34 +46,42 @@ def _paths(hc: Huisclos) -> set[str]:
     return {h.path for h in hc.search("document du client", top_k=20)}
 
 
+def _known_since(hc: Huisclos, client: str, when: float) -> None:
+    """As if the vault had indexed this client's files at ``when``."""
+    client_id = hc.vault.keys.client_id(client)
+    with hc.vault.manifest.transaction():
+        hc.vault.manifest._db.execute(
+            "UPDATE files SET updated = ? WHERE client_id = ?", (when, client_id)
+        )
+
+
 def test_files_whose_source_is_gone_are_forgotten_after_the_period(
     tree: tuple[Path, Path],
 ) -> None:
     current, archive = tree
     with Huisclos(_settings(retention_deleted_days=30)) as hc:
         hc.index(current, archive)
-        shutil.rmtree(archive)  # a root no longer there (moved, unmounted)
+        shutil.rmtree(archive)  # a root not there at all (unmounted?) proves nothing
         (current / "Dupont SARL" / "contrat.txt").unlink()  # deleted, no index run since
         retention = Retention(hc.vault)
 
         assert retention.plan(now=time.time() + 29 * DAY) == []  # within the period
         later = time.time() + 31 * DAY
         dry = retention.apply(dry_run=True, now=later)
-        assert sorted((a.client, len(a.files)) for a in dry.actions) == [
-            ("Dupont SARL", 1),
-            ("Martin", 1),
-        ]
+        assert [(a.client, len(a.files)) for a in dry.actions] == [("Dupont SARL", 1)]
         assert len(hc.vault.manifest.all_files()) == 4  # a dry run changes nothing
 
         done = retention.apply(now=later)
-        assert done.files == 2 and done.master_key == "unchanged"  # no key destroyed
-        assert _paths(hc) == {"Dupont SARL/facture.txt", "Ancien/bilan-2013.txt"}
-        records = hc.audit(actions=["retention"])
-        assert [(r.record.details["rule"], r.record.details["files"]) for r in records] == [
-            ("deleted_days", 1),
-            ("deleted_days", 1),
-        ]
+        assert done.files == 1 and done.master_key == "unchanged"  # no key destroyed
+        assert _paths(hc) == {
+            "Dupont SARL/facture.txt",
+            "Ancien/bilan-2013.txt",
+            "Martin/notes.txt",
+        }
+        (record,) = hc.audit(actions=["retention"])
+        assert (record.record.details["target"], record.record.details["files"]) == ("path", 1)
         assert hc.vault.store.count() == sum(r.chunks for r in hc.vault.manifest.all_files())
+        assert not (hc.settings.home / "erasure.pending").exists()
 
 
 def test_inactive_clients_are_forgotten_with_their_key_and_kept_out(
@@ -83,6 +91,8 @@ def test_inactive_clients_are_forgotten_with_their_key_and_kept_out(
     monkeypatch.setenv("HUISCLOS_RETENTION_INACTIVE_YEARS", "10")
     with Huisclos(_settings()) as hc:
         hc.index(current)
+        assert hc.apply_retention().actions == []  # just indexed: known for a day only
+        _known_since(hc, "Ancien", ELEVEN_YEARS_AGO)
     assert main(["retention", "apply", "--dry-run"]) == 0
     assert "would erase Ancien: client (inactive), 1 files" in capsys.readouterr().out
     assert main(["retention", "apply"]) == 0
@@ -104,6 +114,7 @@ def test_a_client_rule_overrides_the_global_one(tree: tuple[Path, Path]) -> None
     )
     with Huisclos(settings) as hc:
         hc.index(current)
+        _known_since(hc, "Ancien", ELEVEN_YEARS_AGO)
         assert hc.apply_retention().actions == []
         assert "Ancien" in [c.name for c in hc.status().clients]
 
@@ -112,6 +123,7 @@ def test_the_watcher_applies_retention_when_it_starts(tree: tuple[Path, Path]) -
     current, _ = tree
     with Huisclos(_settings(retention_inactive_years=10)) as hc:
         hc.index(current)
+        _known_since(hc, "Ancien", ELEVEN_YEARS_AGO)
         stop = threading.Event()
         watcher = threading.Thread(target=hc.watch, args=(current,), kwargs={"stop_event": stop})
         watcher.start()
