@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from huisclos.config import Settings, StoreError, VaultBusyError
+from huisclos.config import Settings, StoreError, TamperedError, VaultBusyError, VaultKeyError
 from huisclos.index.audit import AuditLog
 from huisclos.index.keys import (
     ClientCipher,
@@ -188,6 +188,13 @@ class Vault:
         """Decrypted client names by client id (clients whose key still exists)."""
         names: dict[str, str] = {}
         for client_id, name_ct in self.manifest.clients().items():
-            cipher = self.keys.cipher(client_id, create=False)
-            names[client_id] = cipher.decrypt(name_ct, client_id)
+            try:
+                names[client_id] = self.keys.cipher(client_id, create=False).decrypt(
+                    name_ct, client_id
+                )
+            except TamperedError:
+                log.warning("the name of client %s failed authentication; left out", client_id)
+            except VaultKeyError:
+                if self.manifest.has_key(client_id):
+                    raise
         return names

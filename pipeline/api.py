@@ -192,9 +192,15 @@ class Huisclos:
         client: str | None = None,
         since: datetime | None = None,
         actions: Sequence[str] | None = None,
+        questions: bool = False,
     ) -> list[AuditEntry]:
-        """Audit records, oldest first, optionally of one client, since a date, of some actions."""
-        return self.auditor.entries(client=client, since=since, actions=actions)
+        """Audit records, oldest first, optionally of one client, since a date, of some actions.
+
+        ``questions``: decrypt the questions where the keys allow (recorded as ``audit.show``).
+        """
+        return self.auditor.entries(
+            client=client, since=since, actions=actions, questions=questions
+        )
 
     def register(self) -> dict[str, Any]:
         """The processing register (GDPR art. 30 style) as a dict; see ``register.schema.json``.

@@ -4,9 +4,9 @@ A question may name a client or quote personal data, so it is never kept in
 clear. With ``audit_questions`` on (the default) it is encrypted in layers
 under the data key of every client whose passages it was shown (or that it
 was scoped to): erasing any of those clients makes it unreadable, like the
-rest of that client's data. A question that touched no client's data is
-encrypted under the vault's own key. With ``audit_questions`` off, only ids
-and counts are kept.
+rest of that client's data. A question that touched no client's data is not
+kept (no client key could erase it later). With ``audit_questions`` off, no
+question is kept: only ids and counts.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class Auditor:
         keys = self.vault.keys
         ids = sorted(set(client_ids))
         if not ids:
-            return "v:" + keys.vault_cipher.encrypt(text, _AAD)
+            # it touched no client's data, but may name one: no key could erase it later
+            return None
         token = text
         for client_id in ids:
             token = keys.cipher(client_id, create=False).encrypt(token, _AAD)
@@ -128,18 +129,28 @@ class Auditor:
         client: str | None = None,
         since: datetime | None = None,
         actions: Sequence[str] | None = None,
+        questions: bool = False,
     ) -> list[AuditEntry]:
-        """Records for display, optionally of one client, since a date, of some actions."""
+        """Records for display, optionally of one client, since a date, of some actions.
+
+        ``questions``: decrypt the questions (where the keys still exist); this
+        reading is itself recorded (``audit.show``).
+        """
         vault = self.vault
         names = vault.client_names()
         clients = None if client is None else [vault.keys.client_id(client)]
-        entries = []
-        for record in vault.audit.select(clients=clients, since=since, actions=actions):
-            entries.append(
-                AuditEntry(
-                    record,
-                    [names.get(cid, f"(erased {cid[:8]})") for cid in record.clients],
-                    self.unseal(record.question),
-                )
+        records = vault.audit.select(clients=clients, since=since, actions=actions)
+        if questions:
+            self.record(
+                "audit.show",
+                clients=clients or [],
+                details={"questions": True, "records": len(records)},
             )
-        return entries
+        return [
+            AuditEntry(
+                record,
+                [names.get(cid, f"(erased {cid[:8]})") for cid in record.clients],
+                self.unseal(record.question) if questions else None,
+            )
+            for record in records
+        ]

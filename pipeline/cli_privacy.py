@@ -145,16 +145,13 @@ def _audit(hc: Any, args: argparse.Namespace) -> int:
         print(f"audit trail NOT intact: {len(report.problems)} problem(s) in {report.records} "
               "records", file=sys.stderr)  # fmt: skip
         return 1
-    entries = hc.audit(client=args.client, since=_since(args.since), actions=args.action)
-    if args.questions:
-        hc.auditor.record(
-            "audit.show", details={"questions": True, "records": len(entries)},
-            clients=[hc.vault.keys.client_id(args.client)] if args.client else [],
-        )  # fmt: skip
+    entries = hc.audit(
+        client=args.client, since=_since(args.since), actions=args.action, questions=args.questions
+    )
     for entry in entries:
         row = entry.to_dict()
         if not args.questions:
-            row["question"] = "(kept, encrypted)" if entry.question else None
+            row["question"] = "(kept, encrypted)" if entry.record.question else None
         if args.json:
             print(json.dumps(row, ensure_ascii=False))
             continue

@@ -89,9 +89,14 @@ class Searcher:
                 continue
             try:
                 cipher = vault.keys.cipher(record.client_id, create=False)
+            except VaultKeyError:
+                if vault.manifest.has_key(record.client_id):
+                    raise  # the key is there but does not open: say so, not "tampered"
+                continue  # the client was erased meanwhile
+            try:
                 payload = json.loads(cipher.decrypt(hit.meta["ct"], hit.id))
                 path = cipher.decrypt(record.path_ct, record.file_id)
-            except (TamperedError, VaultKeyError):
+            except TamperedError:
                 tampered.append(hit.id)
                 stale.append(record.file_id)
                 continue

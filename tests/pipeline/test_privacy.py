@@ -72,7 +72,9 @@ def test_every_action_is_audited_and_the_trail_holds_no_text(
             "key.rotate", "include", "key.rotate", "register",
         ]  # fmt: skip
         assert all(e.record.user for e in entries)
-        search, scoped_ask, open_ask = entries[3], entries[4], entries[5]
+        assert all(e.question is None for e in entries)  # not decrypted unless asked
+        search, scoped_ask, open_ask = hc.audit(actions=["search", "ask"], questions=True)
+        assert hc.audit()[-1].record.action == "audit.show"  # reading them is recorded
         assert search.clients == ["(erased " + search.record.clients[0][:8] + ")"]
         assert search.record.chunks and search.record.files
         assert scoped_ask.clients == ["Dupont SARL"]
@@ -84,6 +86,7 @@ def test_every_action_is_audited_and_the_trail_holds_no_text(
         assert search.question == ERASED
         assert open_ask.question == ERASED  # it was shown Martin's passage
         forget = entries[6]
+        assert forget.record.action == "forget"
         assert forget.record.details["key_destroyed"] is True
         assert forget.record.details["files"] == 1
         assert [e.record.action for e in hc.audit(client="Dupont SARL")] == [
