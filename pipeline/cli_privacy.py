@@ -201,7 +201,11 @@ def _forget(hc: Any, args: argparse.Namespace) -> None:
     elif report.target == "client":
         print(f"  master key rotated (new key in the {report.master_key}): older copies of the "
               "vault can no longer be opened with it")  # fmt: skip
-    print(f"  store compacted: {report.chunks_kept} chunks kept, erased ones leave no trace")
+    if hc.settings.chroma_host:
+        print(f"  store rebuilt on the Chroma server ({report.chunks_kept} chunks kept); "
+              "its disk is not under huisclos's control")  # fmt: skip
+    else:
+        print(f"  store compacted: {report.chunks_kept} chunks kept, erased ones leave no trace")
     for path in report.still_on_disk:
         print(f"  still on disk, no longer indexed: {path}")
         flag = f"--client {args.client!r}" if args.client else f"--path {path!r}"

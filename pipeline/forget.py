@@ -269,7 +269,7 @@ class Forgetter:
 
     def _locate(self, path: Path) -> tuple[str, Path, str]:
         """(root id, root, path relative to it) of a path inside an indexed root."""
-        target = path.expanduser().absolute()
+        target = path.expanduser().resolve()
         for root_id, root in self.vault.roots().items():
             if target == root:
                 raise ConfigError(

@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from huisclos.config import Settings
+from huisclos.config import Settings, TamperedError
 from huisclos.connectors.scan import SHARED_CLIENT
 from huisclos.index.vault import Vault
 from huisclos.pipeline.llm_models import CATALOG
@@ -136,7 +136,10 @@ def _clients(vault: Vault) -> list[dict[str, Any]]:
 
 
 def _erasures(vault: Vault) -> list[dict[str, Any]]:
-    records = vault.audit.select(actions=["forget", "retention"])[-_LAST_ERASURES:]
+    try:
+        records = vault.audit.select(actions=["forget", "retention"])[-_LAST_ERASURES:]
+    except TamperedError:  # a damaged trail: the register says so in "audit"
+        return []
     return [
         {
             "time": record.time,
@@ -162,6 +165,7 @@ def build_register(vault: Vault) -> dict[str, Any]:
         personal.update(client["personal_data"])
     roots = vault.roots()
     report = vault.audit.verify()
+    leaves = not (settings.answers_stay_local and settings.store_is_local)
     vault_file = json.loads((settings.home / "vault.json").read_text())
     key_source = str(vault_file.get("key_source", settings.key_source))
     return {
@@ -169,10 +173,13 @@ def build_register(vault: Vault) -> dict[str, Any]:
         "generated_at": _iso(datetime.now(UTC).timestamp()),
         "controller": {"name": settings.controller_name, "contact": settings.controller_contact},
         "processing": {
-            "leaves_machine": not (settings.answers_stay_local and settings.store_is_local),
+            "leaves_machine": leaves,
             "telemetry": False,
-            "recipients": [],
-            "transfers_outside_eu": False,
+            "recipients": [f"configured host {host}" for host in settings.network_hosts()]
+            if leaves
+            else [],
+            # huisclos sends nothing abroad; where a configured host is, the firm knows
+            "transfers_outside_eu": None if leaves else False,
         },
         "roots": [{"path": str(path)} for path in sorted(roots.values())],
         "clients": clients,

@@ -37,6 +37,12 @@ _TEXT: dict[str, dict[str, str]] = {
         "fr": "Destinataires : aucun en dehors du cabinet. Transferts hors UE : aucun.",
         "en": "Recipients: none outside the firm. Transfers outside the EU: none.",
     },
+    "recipients_net": {
+        "fr": "Destinataires : les serveurs du cabinet configurés (voir Modèles et Stockage). "
+        "Transferts hors UE : à vérifier selon l'emplacement de ces serveurs.",
+        "en": "Recipients: the firm's configured servers (see Models and Storage). Transfers "
+        "outside the EU: to be checked according to where those servers are.",
+    },
     "local_yes": {
         "fr": "Aucune donnée ne quitte cette machine : pas de service en nuage, pas de "
         "télémétrie, pas de téléchargement de modèle ; un garde-fou refuse toute connexion "
@@ -189,7 +195,7 @@ def render_markdown(register: dict[str, Any], lang: Lang = "fr") -> str:
         "",
         t("subjects"),
         "",
-        t("recipients"),
+        t("recipients") if not register["processing"]["leaves_machine"] else t("recipients_net"),
         "",
         t("local_no") if register["processing"]["leaves_machine"] else t("local_yes"),
         f"{t('allowed')}{colon} {', '.join(register['network']['allowed_hosts'])}.",
