@@ -217,3 +217,11 @@ def test_retention_rules_are_validated() -> None:
         load_settings(retention_by_client={"Dupont": {"keep_days": 3}})
     rules = load_settings(retention_by_client={"Dupont": {"inactive_years": 10}})
     assert rules.retention_by_client["Dupont"]["inactive_years"] == 10
+
+
+def test_a_question_that_touched_no_client_is_not_kept(fake: FakeOllama) -> None:
+    with Huisclos(_settings(fake)) as hc:
+        assert hc.search("Quel est l'IBAN de Dupont SARL ?") == []  # nothing indexed yet
+        (record,) = hc.audit(actions=["search"], questions=True)
+    assert record.record.question is None and record.question is None
+    assert record.record.details["hits"] == 0
