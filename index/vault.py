@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -148,6 +149,22 @@ class Vault:
             if not known:
                 self.audit.append("key.create", clients=[client_id])
         return cipher
+
+    def find_client(self, client: str) -> tuple[str, str]:
+        """The client's name as filed and its id, whatever Unicode form it was typed in.
+
+        A folder named "Martin Kiné" on a share may be stored decomposed (NFD)
+        while a user types it composed (NFC): both find the same client. An
+        unknown name is returned as given, with its id.
+        """
+        known = set(self.manifest.clients()) | self.manifest.exclusions()["client"]
+        for form in dict.fromkeys(
+            (client, *(unicodedata.normalize(f, client) for f in ("NFC", "NFD")))
+        ):
+            client_id = self.keys.client_id(form)
+            if client_id in known or self.manifest.has_key(client_id):
+                return form, client_id
+        return client, self.keys.client_id(client)
 
     def rotate_master_key(self, new_passphrase: str | None = None) -> str:
         """Replace the master key; every key is re-wrapped, no record re-encrypted.

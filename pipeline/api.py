@@ -308,7 +308,7 @@ class Huisclos:
     def include(self, *, client: str | None = None, path: str | Path | None = None) -> bool:
         """Let a forgotten client or path be indexed again; returns whether it was excluded."""
         included = Forgetter(self.vault).include(client=client, path=path)
-        clients = [self.vault.keys.client_id(client)] if client is not None else []
+        clients = [self.vault.find_client(client)[1]] if client is not None else []
         self.auditor.record(
             "include",
             clients=clients,

@@ -107,8 +107,7 @@ class Auditor:
         details: dict[str, Any] | None = None,
     ) -> AuditRecord:
         """Record a search or a question: scope, what was shown (client, file, chunk ids)."""
-        keys = self.vault.keys
-        clients = [keys.client_id(scope)] if scope is not None else []
+        clients = [self.vault.find_client(scope)[1]] if scope is not None else []
         clients += [client_id for client_id, _, _ in shown if client_id not in clients]
         settings = self.vault.settings
         return self.record(
@@ -138,7 +137,7 @@ class Auditor:
         """
         vault = self.vault
         names = vault.client_names()
-        clients = None if client is None else [vault.keys.client_id(client)]
+        clients = None if client is None else [vault.find_client(client)[1]]
         records = vault.audit.select(clients=clients, since=since, actions=actions)
         if questions:
             self.record(

@@ -87,7 +87,7 @@ class Forgetter:
             StoreError: another process kept the vault busy for two minutes.
         """
         vault = self.vault
-        client_id = vault.keys.client_id(client)
+        client, client_id = vault.find_client(client)
         report = ForgetReport("client", client_ids=[client_id])
         with vault.writing(wait=_LOCK_WAIT_SECONDS):
             self.finish_pending()
@@ -256,7 +256,7 @@ class Forgetter:
         """Let a forgotten client or path be indexed again; returns whether it was excluded."""
         vault = self.vault
         if client is not None:
-            kind, blind_id = "client", vault.keys.client_id(client)
+            kind, blind_id = "client", vault.find_client(client)[1]
         elif path is not None:
             root_id, _, rel = self._locate(Path(path))
             kind, blind_id = "path", vault.keys.blind("path", f"{root_id}\x00{rel}")

@@ -74,7 +74,7 @@ class Searcher:
         vault = self.vault
         client_id = None
         if client is not None:
-            client_id = vault.keys.client_id(client)
+            _, client_id = vault.find_client(client)
             if client_id not in vault.manifest.clients():
                 raise ConfigError(f"no indexed client is named {client!r}; see `huisclos status`")
         hits = vault.store.query(embedding, top_k, client_id)

@@ -273,3 +273,24 @@ def test_the_cli_asks_for_confirmation_and_says_what_it_erased(
     assert main(["audit", "show", "--action", "forget", "--json"]) == 0
     (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert record["details"]["key_destroyed"] is True and record["question"] is None
+
+
+def test_a_client_name_is_found_whatever_its_unicode_form(
+    tmp_path: Path, settings: Settings
+) -> None:
+    import unicodedata
+
+    root = tmp_path / "Partage"
+    on_disk = unicodedata.normalize("NFD", "Martin Kiné")  # as some shares store it
+    (root / on_disk).mkdir(parents=True)
+    (root / on_disk / "bilan.txt").write_text("Bilan de kinésithérapie : zébrure au genou.")
+    typed = unicodedata.normalize("NFC", "Martin Kiné")
+    assert typed != on_disk
+    with Huisclos(settings) as hc:
+        hc.index(root)
+        assert [h.path for h in hc.search("zébrure genou", client=typed)] == [
+            f"{on_disk}/bilan.txt"
+        ]
+        assert hc.forget(client=typed).files == 1
+        assert hc.index(root).excluded == 1
+        assert hc.include(client=typed) is True
