@@ -53,6 +53,7 @@ __all__ = [
     "load_master_key",
     "new_master_key",
     "store_master_key",
+    "write_durably",
 ]
 
 log = logging.getLogger(__name__)
@@ -385,19 +386,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _replace_durably(temporary: Path, target: Path) -> None:
-    """Rename ``temporary`` over ``target`` so that a power cut keeps one or the other."""
+def write_durably(path: Path, content: bytes) -> None:
+    """Write a 0600 file so that a power cut leaves the old content or the new, whole."""
+    temporary = path.with_name(path.name + ".tmp")
+    _write_private(temporary, content)
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
-    os.replace(temporary, target)
-    _fsync_dir(target.parent)
+    os.replace(temporary, path)
+    _fsync_dir(path.parent)
 
 
 def _write_vault_file(home: Path, vault: dict[str, object]) -> None:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = home / (VAULT_FILE + ".tmp")
-    _write_private(temporary, json.dumps(vault, indent=2).encode())
-    _replace_durably(temporary, home / VAULT_FILE)
+    write_durably(home / VAULT_FILE, json.dumps(vault, indent=2).encode())
 
 
 def _resolve_source(settings: Settings, vault: dict[str, object]) -> str:
@@ -508,8 +509,5 @@ def store_master_key(settings: Settings, key: bytes) -> str:
         except Exception as exc:
             raise VaultKeyError("the OS keyring refused the new master key") from exc
     elif source == "file":
-        path = settings.resolved_key_file
-        temporary = path.with_name(path.name + ".new")
-        _write_private(temporary, base64.b64encode(key) + b"\n")
-        _replace_durably(temporary, path)
+        write_durably(settings.resolved_key_file, base64.b64encode(key) + b"\n")
     return source

@@ -398,14 +398,5 @@ class Manifest:
         )
         return [(cid, int(n), int(c or 0), int(f or 0)) for cid, n, c, f in rows]
 
-    def inventory(self) -> list[tuple[str, str, int, int, str | None, int, float]]:
-        """(client_id, kind, files, chunks, personal JSON, newest mtime_ns, last update)
-        per client and kind, one row per file's personal counts merged by the caller."""
-        rows = self._db.execute(
-            "SELECT client_id, kind, 1, chunks, personal, mtime_ns, updated FROM files "
-            "WHERE state = 'indexed' ORDER BY client_id"
-        )
-        return [(c, k, int(n), int(ch), p, int(m), float(u)) for c, k, n, ch, p, m, u in rows]
-
     def failures(self) -> list[FileRecord]:
         return self._rows(f"SELECT {_COLUMNS} FROM files WHERE state = 'failed'")

@@ -82,8 +82,6 @@ class Auditor:
             return None
         keys = self.vault.keys
         try:
-            if sealed.startswith("v:"):
-                return keys.vault_cipher.decrypt(sealed[2:], _AAD)
             _, ids, token = sealed.split(":", 2)
             for client_id in reversed(ids.split(",")):
                 token = keys.cipher(client_id, create=False).decrypt(token, _AAD)

@@ -99,17 +99,14 @@ def run(hc: Any, args: argparse.Namespace) -> int:
 
 
 def _retention(hc: Any, args: argparse.Namespace) -> None:
-    settings = hc.settings
+    from huisclos.pipeline.retention import retention_configured
+
     report = hc.apply_retention(dry_run=args.dry_run)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
         return
     if not report.actions:
-        configured = (
-            settings.retention_deleted_days is not None
-            or settings.retention_inactive_years is not None
-            or settings.retention_by_client
-        )
+        configured = retention_configured(hc.settings)
         print("nothing to erase" if configured else "no retention rule is set: nothing to do")
         return
     verb = "would erase" if report.dry_run else "erased"

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from huisclos.config import ConfigError, VaultKeyError
 from huisclos.connectors.scan import SHARED_CLIENT, client_of
-from huisclos.index.keys import key_source
+from huisclos.index.keys import key_source, write_durably
 from huisclos.index.manifest import FileRecord
 from huisclos.index.vault import Vault
 from huisclos.pipeline.ingest import recover
@@ -174,11 +173,7 @@ class Forgetter:
         path = self._pending_path
         if path.exists() and json.loads(path.read_text() or "{}").get("rotate"):
             rotate = True
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"rotate": rotate}))
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write_durably(path, json.dumps({"rotate": rotate}).encode())
 
     def finish_pending(self) -> bool:
         """Rotate and compact after an erasure that was cut short; returns whether one was.

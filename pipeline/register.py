@@ -102,17 +102,19 @@ def _clients(vault: Vault) -> list[dict[str, Any]]:
     names = vault.client_names()
     settings = vault.settings
     by_client: dict[str, dict[str, Any]] = {}
-    for client_id, kind, files, chunks, personal, mtime_ns, updated in vault.manifest.inventory():
+    for row in vault.manifest.all_files():
+        if row.state != "indexed":
+            continue
         entry = by_client.setdefault(
-            client_id,
+            row.client_id,
             {"types": Counter(), "personal": Counter(), "files": 0, "chunks": 0, "m": 0, "u": 0.0},
         )
-        entry["types"][kind or "other"] += files
-        entry["files"] += files
-        entry["chunks"] += chunks
-        entry["personal"].update(json.loads(personal) if personal else {})
-        entry["m"] = max(entry["m"], mtime_ns)
-        entry["u"] = max(entry["u"], updated)
+        entry["types"][row.kind or "other"] += 1
+        entry["files"] += 1
+        entry["chunks"] += row.chunks
+        entry["personal"].update(json.loads(row.personal) if row.personal else {})
+        entry["m"] = max(entry["m"], row.mtime_ns)
+        entry["u"] = max(entry["u"], row.updated)
     failed = {cid: f for cid, _, _, f in vault.manifest.counts_by_client()}
     clients = []
     for client_id, entry in by_client.items():
