@@ -72,6 +72,21 @@ class Settings(BaseSettings):
     convert_workers: int = Field(1, ge=0, description="0: convert in the main process.")
     ignore_patterns: tuple[str, ...] = ("~$*", ".~lock.*", "*.tmp", "*.temp", "*.swp", "*~", ".*")
 
+    # Retrieval
+    retrieval: Literal["hybrid", "dense", "sparse"] = Field(
+        "hybrid",
+        description='"hybrid": keyword (BM25) and embedding search fused by reciprocal rank '
+        '(default); "dense": embeddings only; "sparse": keywords only.',
+    )
+    retrieval_candidates: int = Field(
+        50, ge=1, le=1000, description="Candidates each retriever gives to the fusion."
+    )
+    rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant.")
+    sparse_weight: float = Field(1.0, ge=0, description="Weight of the keyword ranking in fusion.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the embedding ranking in fusion.")
+    bm25_k1: float = Field(1.2, ge=0, le=10)
+    bm25_b: float = Field(0.75, ge=0, le=1)
+
     # Store
     chroma_host: str | None = None
     chroma_port: int = 8000

@@ -31,8 +31,8 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -101,10 +101,29 @@ class WrappedKeyStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ClientCipher:
-    """Authenticated encryption under one client's data key."""
+    """Authenticated encryption under one client's data key, and its keyed term hashes."""
 
     client_id: str
     _key: bytes
+    _term_key: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_term_key", _hkdf(self._key, b"huisclos sparse terms v1"))
+
+    def term_ids(self, terms: Iterable[str]) -> list[int]:
+        """Keyed 64-bit hashes of index terms, as the keyword index stores them.
+
+        The key derives from the client's data key: without it a stored term id
+        cannot be tested against a guessed word, and once the key is destroyed
+        (erasure) nobody can.
+        """
+        key = self._term_key
+        return [
+            int.from_bytes(
+                hashlib.blake2b(term.encode(), key=key, digest_size=8).digest(), "big", signed=True
+            )
+            for term in terms
+        ]
 
     def encrypt(self, plaintext: str, record_id: str) -> str:
         """Encrypt text bound to ``record_id``; returns base64 text."""

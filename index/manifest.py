@@ -13,14 +13,13 @@ chunks, which :meth:`Manifest.pending_intents` returns for deletion.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from huisclos.config import StoreError
+from huisclos.index.sqlite import LocalDatabase
 
 __all__ = ["FileRecord", "Manifest"]
 
@@ -97,7 +96,7 @@ class FileRecord:
 _COLUMNS = ", ".join(FileRecord.__slots__)
 
 
-class Manifest:
+class Manifest(LocalDatabase):
     """Access to the manifest database.
 
     Each thread gets its own SQLite connection (WAL: readers never block the
@@ -105,10 +104,7 @@ class Manifest:
     """
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        super().__init__(path, "manifest")
         try:
             self._db.executescript(SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
@@ -123,42 +119,7 @@ class Manifest:
 
     @property
     def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                db = sqlite3.connect(
-                    self._path, isolation_level=None, timeout=30.0, check_same_thread=False
-                )
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")  # key rotations and erasures must last
-                db.execute("PRAGMA secure_delete=ON")  # erased rows are zeroed, not left free
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open the manifest {self._path}: {exc}") from exc
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
-        return db
-
-    def close(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for db in connections:
-            db.close()
-        self._local = threading.local()
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Group writes atomically; nested use is not supported."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"the manifest is locked or unwritable: {exc}") from exc
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return self.db
 
     # files ------------------------------------------------------------------
 
@@ -381,12 +342,6 @@ class Manifest:
         for kind, blind_id in self._db.execute("SELECT kind, id FROM exclusions"):
             found[kind].add(blind_id)
         return found
-
-    def compact(self) -> None:
-        """Rewrite the database so that no erased byte remains in it or in its WAL."""
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._db.execute("VACUUM")
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # statistics -----------------------------------------------------------
 

@@ -321,6 +321,14 @@ class EncryptedStore:
             for i, e, m in zip(got["ids"], got["embeddings"], got["metadatas"], strict=True)
         ]
 
+    def get(self, ids: Sequence[str]) -> dict[str, ChunkMeta]:
+        """The metadata of these chunks, by id (ids not in the store are left out)."""
+        if not ids:
+            return {}
+        self._fresh()
+        got = self._call("read chunks", self._collection.get, ids=list(ids), include=["metadatas"])
+        return {i: m for i, m in zip(got["ids"], got["metadatas"], strict=True) if m is not None}
+
     def query(
         self, embedding: Sequence[float], top_k: int, client_id: str | None = None
     ) -> list[StoredHit]:

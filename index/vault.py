@@ -5,6 +5,7 @@ Layout of ``HUISCLOS_HOME`` (mode 0700)::
     vault.json          key source, KDF salt, key-check records (no secret)
     master.key          the master key, 0600 (only with the "file" key source)
     manifest.sqlite3    files, clients, wrapped keys, intents, exclusions
+    sparse.sqlite3      the keyword index: keyed term hashes and counts per chunk
     chroma/             the embedded Chroma store (absent with a Chroma server)
     config.toml         optional settings
     writer.lock         held by the one process writing (an index run, a watcher's batch)
@@ -21,7 +22,7 @@ import os
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,7 +37,8 @@ from huisclos.index.keys import (
     store_master_key,
 )
 from huisclos.index.manifest import Manifest
-from huisclos.index.store import EncryptedStore
+from huisclos.index.sparse import SparseEntry, SparseIndex
+from huisclos.index.store import ChunkRecord, EncryptedStore
 
 __all__ = ["AUDIT_FILE", "Vault"]
 
@@ -81,6 +83,7 @@ class Vault:
         self.keys = KeyChain(master, self.manifest, reload=lambda: load_master_key(settings))
         del master
         self.store = EncryptedStore(settings)
+        self.sparse = SparseIndex(home / "sparse.sqlite3", k1=settings.bm25_k1, b=settings.bm25_b)
         self.audit = AuditLog(home / AUDIT_FILE, self.keys.audit_key)
         self._registered: dict[str, ClientCipher] = {}
         self._writer = threading.RLock()
@@ -89,6 +92,28 @@ class Vault:
 
     def close(self) -> None:
         self.manifest.close()
+        self.sparse.close()
+
+    def write_chunks(self, records: Sequence[ChunkRecord], entries: Sequence[SparseEntry]) -> int:
+        """Write chunks to the vector store and the keyword index; returns how many.
+
+        The caller has recorded their file ids as intents: a crash in between
+        leaves chunks that the next run's recovery deletes from both.
+        """
+        written = self.store.upsert(records)
+        self.sparse.add(entries)
+        return written
+
+    def delete_files(self, file_ids: Sequence[str]) -> None:
+        """Delete every chunk of these files from the vector store and the keyword index."""
+        if file_ids:
+            self.store.delete_files(file_ids)
+            self.sparse.delete_files(file_ids)
+
+    def delete_client(self, client_id: str) -> None:
+        """Delete every chunk of one client from the vector store and the keyword index."""
+        self.store.delete_client(client_id)
+        self.sparse.delete_client(client_id)
 
     @contextmanager
     def writing(self, wait: float = 0.0, stop: threading.Event | None = None) -> Iterator[None]:

@@ -115,7 +115,7 @@ AnswerHook = Callable[[str, str | None, Answer | None, BaseException | None], No
 
 @component
 class PassageRetriever:
-    """Decrypted passages closest to a query embedding, optionally of one client."""
+    """Decrypted passages best matching a query (keywords and embedding), maybe of one client."""
 
     def __init__(self, searcher: Searcher, top_k: int = 4, mask: bool = False) -> None:
         self.searcher = searcher
@@ -124,9 +124,15 @@ class PassageRetriever:
 
     @component.output_types(documents=list[Document])
     def run(
-        self, query_embedding: list[float], client: str | None = None, top_k: int | None = None
+        self,
+        query: str,
+        query_embedding: list[float],
+        client: str | None = None,
+        top_k: int | None = None,
     ) -> dict[str, list[Document]]:
-        hits = self.searcher.retrieve(query_embedding, client=client, top_k=top_k or self.top_k)
+        hits = self.searcher.retrieve(
+            query, query_embedding, client=client, top_k=top_k or self.top_k
+        )
         documents = [
             Document(
                 content=mask_personal_data(hit.text) if self.mask else hit.text,
@@ -425,7 +431,7 @@ class Answerer:
                 out = self.pipeline.run(
                     {
                         "embedder": {"text": question},
-                        "retriever": {"client": client},
+                        "retriever": {"query": question, "client": client},
                         "prompt": {"question": question},
                         "llm": {"streaming_callback": on_chunk},
                     },

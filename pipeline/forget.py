@@ -119,7 +119,7 @@ class Forgetter:
             report.key_destroyed = True
             self._fill(report, rows)
             self._audit(report, trigger)
-            vault.store.delete_client(client_id)
+            vault.delete_client(client_id)
             recover(vault)
             if rotate:
                 report.master_key = self.rotate()
@@ -147,9 +147,10 @@ class Forgetter:
         return report
 
     def compact(self) -> int:
-        """Rebuild the store and the manifest so that erased bytes leave no trace."""
+        """Rebuild the store, the keyword index and the manifest: erased bytes leave no trace."""
         with self.vault.writing(wait=_LOCK_WAIT_SECONDS):
             kept = self.vault.store.compact()
+            self.vault.sparse.compact()
             self.vault.manifest.compact()
         return kept
 

@@ -37,13 +37,14 @@ from huisclos.connectors.personal_data import count_personal_data
 from huisclos.connectors.scan import SourceFile, ignore_filter, scan_root
 from huisclos.index.keys import ClientCipher
 from huisclos.index.manifest import FileRecord
+from huisclos.index.sparse import SparseEntry, sparse_entry
 from huisclos.index.store import ChunkMeta, ChunkRecord
 from huisclos.index.vault import Vault
 from huisclos.pipeline.chunking import TokenChunker
 from huisclos.pipeline.conversion import Converted, Converter
 from huisclos.pipeline.embedding import DocumentEmbedder
 
-__all__ = ["IndexReport", "Ingestor", "build_ingest_pipeline", "recover"]
+__all__ = ["IndexReport", "Ingestor", "build_ingest_pipeline", "recover", "sync_keyword_index"]
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +110,49 @@ def recover(vault: Vault) -> int:
     pending = vault.manifest.pending_intents()
     if pending:
         log.info("recovering %d interrupted file writes", len(pending))
-        vault.store.delete_files(pending)
+        vault.delete_files(pending)
         vault.manifest.clear_intents(pending)
+    if vault.sparse.outdated:
+        log.info("the keyword index was made by another version: rebuilding it")
+        vault.sparse.clear()
+    if vault.sparse.count() != vault.store.count():
+        sync_keyword_index(vault)
     return len(pending)
+
+
+def sync_keyword_index(vault: Vault) -> int:
+    """Give the keyword index the files it lacks (a vault made before it existed,
+    or a rebuild after a change of text analysis).
+
+    Their chunks are read from the store and decrypted; nothing is re-embedded.
+    Returns how many files were added.
+    """
+    indexed = {row.file_id: row for row in vault.manifest.all_files() if row.chunks}
+    present = vault.sparse.file_ids()
+    stale = sorted(present - indexed.keys())
+    if stale:
+        vault.sparse.delete_files(stale)
+    missing = [row for file_id, row in indexed.items() if file_id not in present]
+    for row in missing:
+        cipher = vault.keys.cipher(row.client_id, create=False)
+        path = cipher.decrypt(row.path_ct, row.file_id)
+        entries = []
+        for chunk in vault.store.get_file_chunks(row.file_id):
+            payload = json.loads(cipher.decrypt(chunk.meta["ct"], chunk.id))
+            entries.append(_keywords(cipher, chunk.id, row.file_id, payload, path))
+        vault.sparse.add(entries)
+    if missing or stale:
+        log.info("keyword index: %d files added, %d stale removed", len(missing), len(stale))
+    return len(missing)
+
+
+def _keywords(
+    cipher: ClientCipher, chunk_id: str, file_id: str, payload: dict[str, str], path: str
+) -> SparseEntry:
+    """A chunk's keyword-index entry: its text, labelled with its path, attachment, section."""
+    stem = str(PurePosixPath(path).with_suffix(""))
+    labels = " ".join([stem, payload.get("source") or "", payload.get("section") or ""])
+    return sparse_entry(cipher, chunk_id, file_id, payload["text"], labels)
 
 
 def _content_hash(path: Path) -> str:
@@ -356,7 +397,7 @@ class Ingestor:
         if cipher.client_id == old.client_id:
             file_id = old.file_id
         else:
-            file_id = self._reencrypt(old, cipher.client_id)
+            file_id = self._reencrypt(old, cipher.client_id, file.rel)
         record = FileRecord(
             path_id=path_id, root_id=root_id, client_id=cipher.client_id, file_id=file_id,
             path_ct=cipher.encrypt(file.rel, file_id), content_id=old.content_id,
@@ -369,16 +410,16 @@ class Ingestor:
             if file_id != old.file_id:
                 vault.manifest.add_intents([old.file_id])
         if file_id != old.file_id:
-            vault.store.delete_files([old.file_id])
+            vault.delete_files([old.file_id])
             vault.manifest.clear_intents([old.file_id])
         report.moved += 1
 
-    def _reencrypt(self, old: FileRecord, client_id: str) -> str:
+    def _reencrypt(self, old: FileRecord, client_id: str, rel: str) -> str:
         """Copy a file's chunks under a new file id and client key; no re-embedding."""
         source = self.vault.keys.cipher(old.client_id, create=False)
         target = self.vault.keys.cipher(client_id)
         file_id = secrets.token_hex(16)
-        records = []
+        records, entries = [], []
         for chunk in self.vault.store.get_file_chunks(old.file_id):
             payload = source.decrypt(chunk.meta["ct"], chunk.id)
             new_id = _chunk_id(file_id, chunk.meta["n"])
@@ -390,8 +431,9 @@ class Ingestor:
                 ct=target.encrypt(payload, new_id),
             )
             records.append(ChunkRecord(new_id, chunk.embedding, meta))
+            entries.append(_keywords(target, new_id, file_id, json.loads(payload), rel))
         self.vault.manifest.add_intents([file_id])
-        self.vault.store.upsert(records)
+        self.vault.write_chunks(records, entries)
         return file_id
 
     def _remove(self, rows: list[FileRecord], report: IndexReport) -> None:
@@ -403,7 +445,7 @@ class Ingestor:
                 manifest.delete_file(row.path_id)
             manifest.add_intents(row.file_id for row in rows)
         ids = [row.file_id for row in rows]
-        self.vault.store.delete_files(ids)
+        self.vault.delete_files(ids)
         manifest.clear_intents(ids)
         report.removed += len(rows)
         report.chunks_removed += sum(row.chunks for row in rows)
@@ -459,12 +501,18 @@ class Ingestor:
                 by_file.setdefault(chunk.meta["file_id"], []).append(chunk)
         return by_file
 
-    def _encrypt(self, chunks: list[Document], cipher: ClientCipher) -> Iterator[ChunkRecord]:
+    def _encrypt(
+        self, chunks: list[Document], cipher: ClientCipher, rel: str
+    ) -> Iterator[tuple[ChunkRecord, SparseEntry]]:
         for chunk in chunks:
             meta = chunk.meta
             chunk_id = _chunk_id(meta["file_id"], meta["n"])
-            payload = {"text": chunk.content, "source": meta["source"], "section": meta["section"]}
-            yield ChunkRecord(
+            payload = {
+                "text": chunk.content or "",
+                "source": meta["source"],
+                "section": meta["section"],
+            }
+            record = ChunkRecord(
                 chunk_id,
                 chunk.embedding or [],
                 {
@@ -475,6 +523,7 @@ class Ingestor:
                     "ct": cipher.encrypt(json.dumps(payload, ensure_ascii=False), chunk_id),
                 },
             )
+            yield record, _keywords(cipher, chunk_id, meta["file_id"], payload, rel)
 
     def _personal(self, converted: Converted) -> str | None:
         """Counts of personal identifiers in a file's text, as JSON (None: none found)."""
@@ -489,13 +538,16 @@ class Ingestor:
         batch = [(change, result, secrets.token_hex(16)) for change, result in converted]
         by_file = self._embed(batch)
         records: list[ChunkRecord] = []
+        entries: list[SparseEntry] = []
         rows: list[tuple[_Change, FileRecord]] = []
         for change, result, file_id in batch:
             cipher = vault.client_cipher(change.file.client)
             chunks = by_file.get(file_id, [])
             reason = result.reason or (None if chunks else EMPTY)
             if reason is None:
-                records.extend(self._encrypt(chunks, cipher))
+                for record, entry in self._encrypt(chunks, cipher, change.file.rel):
+                    records.append(record)
+                    entries.append(entry)
             file = change.file
             row = FileRecord(
                 path_id=change.path_id,
@@ -516,14 +568,14 @@ class Ingestor:
             rows.append((change, row))
 
         manifest.add_intents(row.file_id for _, row in rows)
-        written = vault.store.upsert(records)
+        written = vault.write_chunks(records, entries)
         replaced = [change.old.file_id for change, _ in rows if change.old is not None]
         with manifest.transaction():
             for _, row in rows:
                 manifest.put_file(row)
             manifest.add_intents(replaced)
         if replaced:
-            vault.store.delete_files(replaced)
+            vault.delete_files(replaced)
             manifest.clear_intents(replaced)
         report.chunks_written += written
         for change, row in rows:

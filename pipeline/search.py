@@ -1,16 +1,26 @@
-"""Searching the encrypted index: embed, retrieve (optionally one client), decrypt."""
+"""Searching the encrypted index: keywords and embeddings, fused; then decrypt.
+
+``Settings.retrieval`` picks the retrievers: ``hybrid`` (default) ranks the
+chunks by BM25 over the keyword index and by embedding similarity, takes
+``retrieval_candidates`` from each, and fuses the two rankings by reciprocal
+rank (:func:`reciprocal_rank_fusion`); ``dense`` and ``sparse`` use one.
+Only the final ``top_k`` chunks are decrypted.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from huisclos.config import ConfigError, TamperedError, VaultKeyError
+from huisclos.index.store import ChunkMeta, StoredHit
+from huisclos.index.terms import query_terms
 from huisclos.index.vault import Vault
 from huisclos.pipeline.embedding import TextEmbedder
 
-__all__ = ["SearchHit", "Searcher"]
+__all__ = ["SearchHit", "Searcher", "reciprocal_rank_fusion"]
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +47,44 @@ class SearchHit:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    id: str
+    score: float
+    meta: ChunkMeta
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[tuple[Sequence[str], float]], k: float, top_k: int
+) -> list[tuple[str, float]]:
+    """Fuse ranked id lists: ``score = sum(weight / (k + rank))``, rank from 1.
+
+    Scores are divided by the best one possible (first in every list), so 1.0
+    means ranked first by every retriever. Ties keep the first list's order.
+    """
+    scores: dict[str, float] = {}
+    for ids, weight in rankings:
+        for rank, item in enumerate(ids, 1):
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+    best = sum(weight / (k + 1) for ids, weight in rankings if ids) or 1.0
+    ranked = sorted(scores.items(), key=lambda pair: -pair[1])[:top_k]
+    return [(item, score / best) for item, score in ranked]
+
+
 class Searcher:
-    """Dense search over one vault."""
+    """Search over one vault: keywords (BM25) and embeddings, fused (``Settings.retrieval``)."""
 
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
         settings = vault.settings
+        self.mode = settings.retrieval
         self._embedder = TextEmbedder(model=settings.embedding_model, threads=settings.threads)
 
     def warm_up(self) -> None:
         self._embedder.warm_up()
 
     def search(self, query: str, *, client: str | None = None, top_k: int = 5) -> list[SearchHit]:
-        """The ``top_k`` passages closest to ``query``, best first.
+        """The ``top_k`` passages that best match ``query``, best first.
 
         Raises:
             ConfigError: ``top_k`` is not positive, or ``client`` is unknown.
@@ -58,16 +93,24 @@ class Searcher:
         another record) is never returned: it is left out, logged as a warning
         and recorded in the audit trail (action ``tamper``).
         """
-        embedding = self._embedder.run(text=query)["embedding"]
-        return self.retrieve(embedding, client=client, top_k=top_k)
+        embedding = None
+        if self.mode != "sparse":
+            embedding = self._embedder.run(text=query)["embedding"]
+        return self.retrieve(query, embedding, client=client, top_k=top_k)
 
     def retrieve(
-        self, embedding: list[float], *, client: str | None = None, top_k: int = 5
+        self,
+        query: str,
+        embedding: list[float] | None,
+        *,
+        client: str | None = None,
+        top_k: int = 5,
     ) -> list[SearchHit]:
-        """The ``top_k`` passages closest to a query embedding, best first.
+        """The ``top_k`` best passages for a query and its embedding, best first.
 
         Raises:
-            ConfigError: ``top_k`` is not positive, or ``client`` is unknown.
+            ConfigError: ``top_k`` is not positive, ``client`` is unknown, or
+                the embedding is missing where the mode needs it.
         """
         if top_k < 1:
             raise ConfigError("top_k must be at least 1")
@@ -77,7 +120,7 @@ class Searcher:
             _, client_id = vault.find_client(client)
             if client_id not in vault.manifest.clients():
                 raise ConfigError(f"no indexed client is named {client!r}; see `huisclos status`")
-        hits = vault.store.query(embedding, top_k, client_id)
+        hits = self._candidates(query, embedding, client_id, top_k)
         files = vault.manifest.by_file_ids(hit.meta["file"] for hit in hits)
         names = vault.client_names()
         results = []
@@ -105,7 +148,7 @@ class Searcher:
                     path=path,
                     client=names.get(record.client_id, ""),
                     page=hit.meta["page"] or None,
-                    score=round(1.0 - hit.distance, 6),
+                    score=round(hit.score, 6),
                     text=payload["text"],
                     source=payload.get("source") or None,
                     section=payload.get("section") or None,
@@ -127,3 +170,57 @@ class Searcher:
             )
         log.info("search returned %d hits", len(results))
         return results
+
+    def _candidates(
+        self, query: str, embedding: list[float] | None, client_id: str | None, top_k: int
+    ) -> list[_Candidate]:
+        """The best ``top_k`` chunks, still encrypted, with their scores."""
+        vault, settings = self.vault, self.vault.settings
+        pool = max(top_k, settings.retrieval_candidates)
+        dense: list[StoredHit] = []
+        if self.mode != "sparse":
+            if embedding is None:
+                raise ConfigError("this search needs the query's embedding")
+            dense = vault.store.query(
+                embedding, pool if self.mode == "hybrid" else top_k, client_id
+            )
+            if self.mode == "dense":
+                return [_Candidate(h.id, 1.0 - h.distance, h.meta) for h in dense]
+        keyword = self._keyword_search(query, pool if self.mode == "hybrid" else top_k, client_id)
+        if self.mode == "sparse":
+            ranked = keyword
+        else:
+            ranked = reciprocal_rank_fusion(
+                [
+                    ([h.id for h in dense], settings.dense_weight),
+                    ([chunk for chunk, _ in keyword], settings.sparse_weight),
+                ],
+                settings.rrf_k,
+                top_k,
+            )
+        metas = {hit.id: hit.meta for hit in dense}
+        metas.update(vault.store.get([chunk for chunk, _ in ranked if chunk not in metas]))
+        return [_Candidate(chunk, score, metas[chunk]) for chunk, score in ranked if chunk in metas]
+
+    def _keyword_search(
+        self, query: str, top_k: int, client_id: str | None
+    ) -> list[tuple[str, float]]:
+        """BM25 over the keyword index: the query's terms hashed under each client's key."""
+        terms = query_terms(query)
+        if not terms:
+            return []
+        vault = self.vault
+        client_ids = [client_id] if client_id else list(vault.manifest.clients())
+        hashed: list[list[int]] = []
+        searched: list[str] = []
+        for cid in client_ids:
+            try:
+                cipher = vault.keys.cipher(cid, create=False)
+            except VaultKeyError:
+                if vault.manifest.has_key(cid):
+                    raise
+                continue  # erased meanwhile
+            hashed.append(cipher.term_ids(terms))
+            searched.append(cid)
+        by_term = [list(column) for column in zip(*hashed, strict=True)]
+        return vault.sparse.search(by_term, top_k, searched)

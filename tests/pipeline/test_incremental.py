@@ -56,6 +56,8 @@ def _consistent(hc: Huisclos) -> None:
     """No duplicate and no orphan: the store holds exactly the manifest's chunks."""
     rows = hc.vault.manifest.all_files()
     assert hc.vault.store.count() == sum(row.chunks for row in rows)
+    assert hc.vault.sparse.count() == hc.vault.store.count()
+    assert hc.vault.sparse.file_ids() == {row.file_id for row in rows if row.chunks}
     assert hc.vault.manifest.pending_intents() == []
 
 

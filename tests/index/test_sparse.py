@@ -1,0 +1,142 @@
+"""The keyword index: BM25 scores, client scoping, deletions, no plaintext term on disk."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from pathlib import Path
+
+import pytest
+
+from huisclos.index.keys import ClientCipher
+from huisclos.index.sparse import SparseEntry, SparseIndex, sparse_entry
+from huisclos.index.terms import query_terms
+
+DUPONT = ClientCipher("dupont", secrets.token_bytes(32))
+ACME = ClientCipher("acme", secrets.token_bytes(32))
+
+PASSAGES = {
+    ("dupont", "f1-0"): "Le contrat de prestation peut être résilié avec un préavis de trois mois.",
+    ("dupont", "f1-1"): "Facture 2024-117 : montant TTC 4 860,00 euros, réglée par virement.",
+    ("dupont", "f2-0"): "Le contrat d'entretien couvre la chaudière et le contrat de gaz.",
+    ("acme", "f3-0"): "Fees are billed quarterly at a fixed rate of 1,200 euros per quarter.",
+    ("acme", "f3-1"): "The engagement letter may be terminated with thirty days notice.",
+}
+
+
+def _cipher(client: str) -> ClientCipher:
+    return DUPONT if client == "dupont" else ACME
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> SparseIndex:
+    sparse = SparseIndex(tmp_path / "sparse.sqlite3")
+    sparse.add(
+        sparse_entry(_cipher(client), chunk, chunk.split("-")[0], text)
+        for (client, chunk), text in PASSAGES.items()
+    )
+    return sparse
+
+
+def _search(index: SparseIndex, query: str, clients: list[str], top_k: int = 5):  # type: ignore[no-untyped-def]
+    terms = query_terms(query)
+    by_client = [_cipher(c).term_ids(terms) for c in clients]
+    return index.search([list(col) for col in zip(*by_client, strict=True)], top_k, clients)
+
+
+def test_an_identifier_finds_its_passage_first(index: SparseIndex) -> None:
+    hits = _search(index, "montant TTC de la facture 2024-117", ["dupont", "acme"])
+    assert hits[0][0] == "f1-1"
+
+
+def test_scores_are_bm25_over_the_searched_chunks(index: SparseIndex) -> None:
+    """Recompute Lucene BM25 by hand for a one-term query over all five chunks."""
+    hits = dict(_search(index, "contrat", ["dupont", "acme"]))
+    assert set(hits) == {"f1-0", "f2-0"}
+    lengths = {}
+    for (client, chunk), text in PASSAGES.items():
+        entry = sparse_entry(_cipher(client), chunk, "f", text)
+        lengths[chunk] = sum(entry.terms.values())
+    average = sum(lengths.values()) / len(lengths)
+    idf = math.log(1 + (5 - 2 + 0.5) / (2 + 0.5))
+    for chunk, tf in (("f1-0", 1), ("f2-0", 2)):
+        norm = 1.2 * (1 - 0.75 + 0.75 * lengths[chunk] / average)
+        assert hits[chunk] == pytest.approx(idf * tf * 2.2 / (tf + norm))
+    assert hits["f2-0"] > hits["f1-0"]  # two occurrences beat one
+
+
+def test_a_client_scoped_search_sees_only_that_client(index: SparseIndex) -> None:
+    assert [chunk for chunk, _ in _search(index, "euros", ["acme"])] == ["f3-0"]
+    assert {chunk for chunk, _ in _search(index, "euros", ["dupont", "acme"])} == {"f1-1", "f3-0"}
+
+
+def test_a_term_hashed_under_another_clients_key_matches_nothing(index: SparseIndex) -> None:
+    terms = query_terms("fees quarterly")
+    assert index.search([[h] for h in DUPONT.term_ids(terms)], 5, ["acme"]) == []
+    assert DUPONT.term_ids(["contrat"]) != ACME.term_ids(["contrat"])
+
+
+def test_deleting_files_and_clients_removes_their_chunks(index: SparseIndex) -> None:
+    index.delete_files(["f1"])
+    assert index.count() == 3
+    assert [c for c, _ in _search(index, "contrat facture", ["dupont"])] == ["f2-0"]
+    index.delete_client("acme")
+    assert index.count() == 1
+    assert _search(index, "fees", ["acme"]) == []
+    index.delete_files(["f1", "nothing"])  # idempotent
+    assert index.file_ids() == {"f2"}
+
+
+def test_re_adding_a_chunk_replaces_it(index: SparseIndex) -> None:
+    index.add([sparse_entry(DUPONT, "f1-0", "f1", "Clause de confidentialité.")])
+    assert index.count() == 5
+    assert _search(index, "résilié", ["dupont"]) == []
+    assert [c for c, _ in _search(index, "confidentialité", ["dupont"])] == ["f1-0"]
+
+
+def test_no_word_of_the_passages_is_on_disk(index: SparseIndex, tmp_path: Path) -> None:
+    index.compact()
+    index.close()
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    for word in ("contrat", "contra", "factur", "facture", "quarterly", "quarter", "2024", "euros"):
+        assert word.encode() not in data
+
+
+def test_erased_postings_leave_no_bytes_after_compaction(tmp_path: Path) -> None:
+    path = tmp_path / "sparse.sqlite3"
+    index = SparseIndex(path)
+    marker = 0x5A5A5A5A5A5A5A5A
+    index.add([SparseEntry("c-0", "c", "client", {marker: 7})])
+    index.delete_client("client")
+    index.compact()
+    index.close()
+    assert marker.to_bytes(8, "big") not in path.read_bytes()
+
+
+def test_a_search_with_nothing_indexed_or_no_known_term_is_empty(tmp_path: Path) -> None:
+    index = SparseIndex(tmp_path / "sparse.sqlite3")
+    assert _search(index, "contrat", ["dupont"]) == []
+    index.add([sparse_entry(DUPONT, "f-0", "f", "Le contrat.")])
+    assert _search(index, "inconnu", ["dupont"]) == []
+    assert index.search([], 5, ["dupont"]) == []
+
+
+def test_labels_make_a_passage_findable_by_its_file_name(tmp_path: Path) -> None:
+    index = SparseIndex(tmp_path / "sparse.sqlite3")
+    index.add(
+        [sparse_entry(DUPONT, "f-0", "f", "Article 4 : durée.", "Dupont SARL/bail-commercial")]
+    )
+    assert [c for c, _ in _search(index, "bail commercial", ["dupont"])] == ["f-0"]
+
+
+def test_the_index_survives_reopening_and_knows_its_analysis_version(tmp_path: Path) -> None:
+    path = tmp_path / "sparse.sqlite3"
+    index = SparseIndex(path)
+    index.add([sparse_entry(DUPONT, "f-0", "f", "Le contrat.")])
+    index.close()
+    again = SparseIndex(path)
+    assert again.count() == 1 and not again.outdated
+    again.db.execute("UPDATE meta SET value = 'old' WHERE key = 'analysis'")
+    assert again.outdated
+    again.clear()
+    assert again.count() == 0 and not again.outdated
