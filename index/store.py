@@ -5,6 +5,10 @@ and flat metadata: ``client`` and ``file`` (opaque ids), ``page`` and ``n``
 (integers), and ``ct``, the AES-GCM ciphertext of the chunk's text and
 descriptive fields. No document text is given to Chroma, so its full-text
 table stays empty, and Chroma never embeds anything itself.
+
+With ``Settings.embedding_model_en``, a second collection (the ``ENGLISH``
+space, ``<collection>-en``) holds a second embedding of the English chunks,
+by a model specialised in English, under the same ids and without payload.
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ from typing import Any, TypedDict
 
 from huisclos.config import Settings, StoreError
 
-__all__ = ["ChunkMeta", "ChunkRecord", "EncryptedStore", "StoredHit"]
+__all__ = ["ENGLISH", "MAIN", "ChunkMeta", "ChunkRecord", "EncryptedStore", "StoredHit"]
 
 log = logging.getLogger(__name__)
 
+MAIN = ""
+"""The space of every chunk: the main embedding model's vectors, with the encrypted payload."""
+ENGLISH = "en"
+"""The space of English chunks' second embedding (``Settings.embedding_model_en``)."""
 _MARKER = "changed"
 _WRITTEN_HERE: set[str] = set()
 """Generations written by this process (its own in-memory index is up to date)."""
@@ -68,8 +76,8 @@ def _is_uuid(name: str) -> bool:
     return True
 
 
-def _validate(meta: ChunkMeta) -> None:
-    for key in ("client", "file", "ct"):
+def _validate(meta: ChunkMeta, *, payload: bool = True) -> None:
+    for key in ("client", "file", "ct") if payload else ("client", "file"):
         if not isinstance(meta[key], str) or not meta[key]:
             raise StoreError(f"chunk metadata field {key!r} must be a non-empty string")
     for key in ("page", "n"):
@@ -82,6 +90,7 @@ class EncryptedStore:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self.spaces: tuple[str, ...] = (MAIN, ENGLISH) if settings.embedding_model_en else (MAIN,)
         self._batch = settings.write_batch_size
         self._marker = None if settings.chroma_host else settings.home / "chroma" / _MARKER
         self._open()
@@ -103,11 +112,16 @@ class EncryptedStore:
                 path.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
             names = self._names()
-            if settings.collection not in names and self._compact_name in names:
-                # a compaction by the writer is renaming its copy: read from the copy
-                self._collection = self._client.get_collection(self._compact_name)
-            else:
-                self._collection = self._create(settings.collection)
+            self._collections: dict[str, Any] = {}
+            for space in self.spaces:
+                name = self._name(space)
+                if name not in names and self._compact_name(space) in names:
+                    # a compaction by the writer is renaming its copy: read from the copy
+                    self._collections[space] = self._client.get_collection(
+                        self._compact_name(space)
+                    )
+                else:
+                    self._collections[space] = self._create(name)
         except Exception as exc:
             where = (
                 f"the Chroma server {settings.chroma_host}:{settings.chroma_port}"
@@ -115,6 +129,9 @@ class EncryptedStore:
                 else f"the embedded store in {settings.home / 'chroma'}"
             )
             raise StoreError(f"cannot open {where}: {exc}") from exc
+
+    def _name(self, space: str) -> str:
+        return self._settings.collection + (f"-{space}" if space else "")
 
     def _create(self, name: str) -> Any:
         return self._client.get_or_create_collection(
@@ -171,29 +188,35 @@ class EncryptedStore:
         except Exception as exc:
             raise StoreError(f"the vector store failed to {action}: {exc}") from exc
 
-    def count(self) -> int:
+    def count(self, space: str = MAIN) -> int:
+        """Chunks in a space (``MAIN``: every chunk; ``ENGLISH``: English chunks)."""
         self._fresh()
-        return int(self._call("count", self._collection.count))
+        return int(self._call("count", self._collections[space].count))
 
-    def upsert(self, records: Iterable[ChunkRecord]) -> int:
-        """Write chunks in batches; returns how many were written."""
+    def upsert(self, records: Iterable[ChunkRecord], space: str = MAIN) -> int:
+        """Write chunks in batches; returns how many were written.
+
+        The main space holds every chunk with its encrypted payload; the
+        English space only the second embedding of English chunks, under the
+        same ids, with ids and page only (``ct`` empty).
+        """
         self._fresh()  # the collection may have been rebuilt by another process
         batch: list[ChunkRecord] = []
         written = 0
         for record in records:
-            _validate(record.meta)
+            _validate(record.meta, payload=space == MAIN)
             batch.append(record)
             if len(batch) >= self._batch:
-                written += self._flush(batch)
+                written += self._flush(batch, space)
                 batch = []
         if batch:
-            written += self._flush(batch)
+            written += self._flush(batch, space)
         return written
 
-    def _flush(self, batch: list[ChunkRecord]) -> int:
+    def _flush(self, batch: list[ChunkRecord], space: str) -> int:
         self._call(
             "write chunks",
-            self._collection.upsert,
+            self._collections[space].upsert,
             ids=[r.id for r in batch],
             embeddings=[list(map(float, r.embedding)) for r in batch],
             metadatas=[dict(r.meta) for r in batch],
@@ -202,18 +225,20 @@ class EncryptedStore:
         return len(batch)
 
     def delete_files(self, file_ids: Sequence[str]) -> None:
-        """Delete every chunk of these files (idempotent)."""
+        """Delete every chunk of these files, in every space (idempotent)."""
         self._fresh()
         for start in range(0, len(file_ids), 100):
             part = list(file_ids[start : start + 100])
             where: dict[str, Any] = {"file": part[0]} if len(part) == 1 else {"file": {"$in": part}}
-            self._call("delete chunks", self._collection.delete, where=where)
+            for collection in self._collections.values():
+                self._call("delete chunks", collection.delete, where=where)
         self._wrote()
 
     def delete_client(self, client_id: str) -> None:
-        """Delete every chunk of one client (idempotent)."""
+        """Delete every chunk of one client, in every space (idempotent)."""
         self._fresh()
-        self._call("delete chunks", self._collection.delete, where={"client": client_id})
+        for collection in self._collections.values():
+            self._call("delete chunks", collection.delete, where={"client": client_id})
         self._wrote()
 
     # --- compaction: erased records leave no trace on disk ----------------------
@@ -222,42 +247,63 @@ class EncryptedStore:
     # erasure the live records are copied into a new collection, the old one is
     # dropped with its files, and the database is vacuumed.
 
-    @property
-    def _compact_name(self) -> str:
-        return self._settings.collection + "-compacting"
+    def _compact_name(self, space: str) -> str:
+        return self._name(space) + "-compacting"
 
     def finish_compaction(self) -> None:
         """Complete or undo a compaction a crash interrupted (the writer lock is held)."""
         names = self._call("list collections", self._names)
-        if self._compact_name not in names:
-            return
-        if self._settings.collection in names:  # the copy may be incomplete: drop it
-            self._call(
-                "drop an interrupted copy", self._client.delete_collection, name=self._compact_name
-            )
-        else:  # the copy was complete and the old collection already dropped
-            copy = self._client.get_collection(self._compact_name)
-            self._call("finish a compaction", copy.modify, name=self._settings.collection)
-            self._collection = copy
-        self._wrote()
-        log.info("an interrupted compaction was finished")
+        finished = False
+        for space in (ENGLISH,):
+            if space not in self.spaces and self._name(space) in names:
+                # no longer configured: its vectors must not outlive an erasure
+                self._call("drop a space", self._client.delete_collection, name=self._name(space))
+                self._wrote()
+                log.info("the vectors of a model no longer configured were deleted")
+        for space in self.spaces:
+            name, copy_name = self._name(space), self._compact_name(space)
+            if copy_name not in names:
+                continue
+            if name in names:  # the copy may be incomplete: drop it
+                self._call(
+                    "drop an interrupted copy", self._client.delete_collection, name=copy_name
+                )
+            else:  # the copy was complete and the old collection already dropped
+                copy = self._client.get_collection(copy_name)
+                self._call("finish a compaction", copy.modify, name=name)
+                self._collections[space] = copy
+            finished = True
+        if finished:
+            self._wrote()
+            log.info("an interrupted compaction was finished")
 
     def compact(self) -> int:
-        """Rebuild the collection from its live records; returns how many were kept.
+        """Rebuild each collection from its live records; returns how many main chunks were kept.
 
         The caller holds the vault's writer lock. Readers in other processes
         may see one failed search meanwhile; they reopen the store after it.
         """
         self._fresh()
-        name = self._settings.collection
-        if self._compact_name in self._names():
-            self._client.delete_collection(self._compact_name)
-        target = self._call("compact the store", self._create, name=self._compact_name)
+        kept = 0
+        for space in self.spaces:
+            count = self._compact_space(space)
+            kept += count if space == MAIN else 0
+        self._wrote()
+        if self._marker is not None:
+            self._vacuum(self._marker.parent)
+        log.info("store compacted: %d chunks kept", kept)
+        return kept
+
+    def _compact_space(self, space: str) -> int:
+        name, copy_name = self._name(space), self._compact_name(space)
+        if copy_name in self._names():
+            self._client.delete_collection(copy_name)
+        target = self._call("compact the store", self._create, name=copy_name)
         kept, offset = 0, 0
         while True:
             got = self._call(
                 "read chunks",
-                self._collection.get,
+                self._collections[space].get,
                 include=["embeddings", "metadatas"],
                 limit=self._batch,
                 offset=offset,
@@ -286,11 +332,7 @@ class EncryptedStore:
                     ) from exc
                 if name in self._names():
                     self._client.delete_collection(name)
-        self._collection = target
-        self._wrote()
-        if self._marker is not None:
-            self._vacuum(self._marker.parent)
-        log.info("store compacted: %d chunks kept", kept)
+        self._collections[space] = target
         return kept
 
     def _vacuum(self, path: Path) -> None:
@@ -307,12 +349,12 @@ class EncryptedStore:
             if entry.is_dir() and _is_uuid(entry.name) and entry.name not in live:
                 shutil.rmtree(entry, ignore_errors=True)
 
-    def get_file_chunks(self, file_id: str) -> list[ChunkRecord]:
-        """Every chunk of one file, with its embedding (used to move across clients)."""
+    def get_file_chunks(self, file_id: str, space: str = MAIN) -> list[ChunkRecord]:
+        """Every chunk of one file in a space, with its embedding (to move across clients)."""
         self._fresh()
         got = self._call(
             "read chunks",
-            self._collection.get,
+            self._collections[space].get,
             where={"file": file_id},
             include=["embeddings", "metadatas"],
         )
@@ -326,14 +368,38 @@ class EncryptedStore:
         if not ids:
             return {}
         self._fresh()
-        got = self._call("read chunks", self._collection.get, ids=list(ids), include=["metadatas"])
+        got = self._call(
+            "read chunks", self._collections[MAIN].get, ids=list(ids), include=["metadatas"]
+        )
         return {i: m for i, m in zip(got["ids"], got["metadatas"], strict=True) if m is not None}
 
+    def ids(self, space: str = MAIN) -> set[str]:
+        """Every chunk id in a space."""
+        self._fresh()
+        found: set[str] = set()
+        offset = 0
+        while True:
+            got = self._call(
+                "read chunks",
+                self._collections[space].get,
+                include=[],
+                limit=self._batch * 8,
+                offset=offset,
+            )
+            if not got["ids"]:
+                return found
+            found.update(got["ids"])
+            offset += len(got["ids"])
+
     def query(
-        self, embedding: Sequence[float], top_k: int, client_id: str | None = None
+        self,
+        embedding: Sequence[float],
+        top_k: int,
+        client_id: str | None = None,
+        space: str = MAIN,
     ) -> list[StoredHit]:
-        """Nearest chunks to ``embedding``, best first, optionally of one client."""
-        if self.count() == 0:
+        """Nearest chunks to ``embedding`` in a space, best first, optionally of one client."""
+        if self.count(space) == 0:
             return []
         kwargs: dict[str, Any] = {
             "query_embeddings": [list(map(float, embedding))],
@@ -343,7 +409,7 @@ class EncryptedStore:
         if client_id is not None:
             kwargs["where"] = {"client": client_id}
         try:
-            got = self._call("search", self._collection.query, **kwargs)
+            got = self._call("search", self._collections[space].query, **kwargs)
             stale = any(m is None for m in got["metadatas"][0])
         except StoreError:
             if self._marker is None or self._generation() in _WRITTEN_HERE:
@@ -353,7 +419,7 @@ class EncryptedStore:
             # Another process wrote meanwhile: this process's vector index still
             # names chunks whose records are gone. Reopen and ask again.
             self._fresh(force=True)
-            got = self._call("search", self._collection.query, **kwargs)
+            got = self._call("search", self._collections[space].query, **kwargs)
         return [
             StoredHit(id=i, distance=float(d), meta=m)
             for i, d, m in zip(got["ids"][0], got["distances"][0], got["metadatas"][0], strict=True)

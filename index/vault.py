@@ -38,7 +38,7 @@ from huisclos.index.keys import (
 )
 from huisclos.index.manifest import Manifest
 from huisclos.index.sparse import SparseEntry, SparseIndex
-from huisclos.index.store import ChunkRecord, EncryptedStore
+from huisclos.index.store import ENGLISH, ChunkRecord, EncryptedStore
 
 __all__ = ["AUDIT_FILE", "Vault"]
 
@@ -94,13 +94,21 @@ class Vault:
         self.manifest.close()
         self.sparse.close()
 
-    def write_chunks(self, records: Sequence[ChunkRecord], entries: Sequence[SparseEntry]) -> int:
+    def write_chunks(
+        self,
+        records: Sequence[ChunkRecord],
+        entries: Sequence[SparseEntry],
+        english: Sequence[ChunkRecord] = (),
+    ) -> int:
         """Write chunks to the vector store and the keyword index; returns how many.
 
+        ``english``: second embeddings of English chunks (the store's English space).
         The caller has recorded their file ids as intents: a crash in between
-        leaves chunks that the next run's recovery deletes from both.
+        leaves chunks that the next run's recovery deletes from all of them.
         """
         written = self.store.upsert(records)
+        if english:
+            self.store.upsert(english, ENGLISH)
         self.sparse.add(entries)
         return written
 

@@ -38,7 +38,7 @@ from huisclos.connectors.scan import SourceFile, ignore_filter, scan_root
 from huisclos.index.keys import ClientCipher
 from huisclos.index.manifest import FileRecord
 from huisclos.index.sparse import SparseEntry, sparse_entry
-from huisclos.index.store import ChunkMeta, ChunkRecord
+from huisclos.index.store import ENGLISH, ChunkMeta, ChunkRecord
 from huisclos.index.vault import Vault
 from huisclos.pipeline.chunking import TokenChunker
 from huisclos.pipeline.conversion import Converted, Converter
@@ -146,6 +146,11 @@ def sync_keyword_index(vault: Vault) -> int:
     return len(missing)
 
 
+def _english_meta(client_id: str, meta: ChunkMeta) -> ChunkMeta:
+    """Metadata of a chunk in the English space: ids and position, no payload."""
+    return ChunkMeta(client=client_id, file=meta["file"], page=meta["page"], n=meta["n"], ct="")
+
+
 def _keywords(
     cipher: ClientCipher, chunk_id: str, file_id: str, payload: dict[str, str], path: str
 ) -> SparseEntry:
@@ -183,14 +188,20 @@ class Ingestor:
         self.vault = vault
         self.settings = vault.settings
         self._pipeline = build_ingest_pipeline(self.settings)
+        english = self.settings.embedding_model_en
+        self._english = (
+            DocumentEmbedder(model=english, threads=self.settings.threads) if english else None
+        )
         self._keep = ignore_filter(self.settings.ignore_patterns)
         self._excluded: dict[str, set[str]] = {"client": set(), "path": set()}
         self._converter = Converter(self.settings)
         self._converter.start()
 
     def warm_up(self) -> None:
-        """Load the embedding model and the conversion workers' parsers."""
+        """Load the embedding models and the conversion workers' parsers."""
         self._pipeline.warm_up()
+        if self._english is not None:
+            self._english.warm_up()
         self._converter.wait_ready()
 
     def close(self) -> None:
@@ -238,6 +249,7 @@ class Ingestor:
         report = IndexReport()
         with self.vault.writing(wait=_LOCK_WAIT):
             recover(self.vault)
+            self._sync_english()
             self._excluded = self.vault.manifest.exclusions()
             changes: list[_Change] = []
             for root, scope in resolved:
@@ -432,8 +444,15 @@ class Ingestor:
             )
             records.append(ChunkRecord(new_id, chunk.embedding, meta))
             entries.append(_keywords(target, new_id, file_id, json.loads(payload), rel))
+        english = []
+        if ENGLISH in self.vault.store.spaces:
+            for chunk in self.vault.store.get_file_chunks(old.file_id, ENGLISH):
+                new_id = _chunk_id(file_id, chunk.meta["n"])
+                english.append(
+                    ChunkRecord(new_id, chunk.embedding, _english_meta(client_id, chunk.meta))
+                )
         self.vault.manifest.add_intents([file_id])
-        self.vault.write_chunks(records, entries)
+        self.vault.write_chunks(records, entries, english)
         return file_id
 
     def _remove(self, rows: list[FileRecord], report: IndexReport) -> None:
@@ -525,6 +544,61 @@ class Ingestor:
             )
             yield record, _keywords(cipher, chunk_id, meta["file_id"], payload, rel)
 
+    def _embed_english(
+        self, records: list[ChunkRecord], entries: list[SparseEntry], chunks: list[Document]
+    ) -> list[ChunkRecord]:
+        """Second embeddings, by the English model, of the English chunks of a batch."""
+        if self._english is None:
+            return []
+        english_ids = {entry.chunk_id for entry in entries if entry.language == "en"}
+        texts = {_chunk_id(c.meta["file_id"], c.meta["n"]): c.content or "" for c in chunks}
+        chosen = [record for record in records if record.id in english_ids]
+        if not chosen:
+            return []
+        documents = [Document(id=r.id, content=texts[r.id]) for r in chosen]
+        embedded = self._english.run(documents=documents)["documents"]
+        return [
+            ChunkRecord(r.id, doc.embedding or [], _english_meta(r.meta["client"], r.meta))
+            for r, doc in zip(chosen, embedded, strict=True)
+        ]
+
+    def _sync_english(self) -> int:
+        """Embed with the English model the English chunks that lack it (after an upgrade,
+        or when ``embedding_model_en`` was just set); returns how many."""
+        vault = self.vault
+        if self._english is None:
+            return 0
+        if vault.sparse.count_in("en") == vault.store.count(ENGLISH):
+            return 0
+        missing = sorted(set(vault.sparse.chunks_in("en")) - vault.store.ids(ENGLISH))
+        done = 0
+        for start in range(0, len(missing), 256):
+            part = missing[start : start + 256]
+            metas = vault.store.get(part)
+            documents, kept = [], []
+            for chunk_id in part:
+                meta = metas.get(chunk_id)
+                if meta is None:
+                    continue
+                cipher = vault.keys.cipher(meta["client"], create=False)
+                text = json.loads(cipher.decrypt(meta["ct"], chunk_id))["text"]
+                documents.append(Document(id=chunk_id, content=text))
+                kept.append(meta)
+            if not documents:
+                continue
+            embedded = self._english.run(documents=documents)["documents"]
+            vault.store.upsert(
+                [
+                    ChunkRecord(doc.id, doc.embedding or [], _english_meta(meta["client"], meta))
+                    for doc, meta in zip(embedded, kept, strict=True)
+                ],
+                ENGLISH,
+            )
+            done += len(documents)
+        if done:
+            log.info("English model: %d chunks embedded that lacked it", done)
+        return done
+
     def _personal(self, converted: Converted) -> str | None:
         """Counts of personal identifiers in a file's text, as JSON (None: none found)."""
         names = self.settings.personal_data_names
@@ -567,8 +641,11 @@ class Ingestor:
             )
             rows.append((change, row))
 
+        english = self._embed_english(
+            records, entries, [c for chunks in by_file.values() for c in chunks]
+        )
         manifest.add_intents(row.file_id for _, row in rows)
-        written = vault.write_chunks(records, entries)
+        written = vault.write_chunks(records, entries, english)
         replaced = [change.old.file_id for change, _ in rows if change.old is not None]
         with manifest.transaction():
             for _, row in rows:

@@ -64,10 +64,12 @@ def _models(settings: Settings) -> list[dict[str, Any]]:
         {
             "role": "embedding",
             "backend": "embedded",
-            "name": settings.embedding_model,
-            "location": _embedding_location(settings.embedding_model),
+            "name": spec,
+            "location": _embedding_location(spec),
             "local": True,
         }
+        for spec in (settings.embedding_model, settings.embedding_model_en)
+        if spec
     ]
     if settings.generator == "ollama":
         models.append(
@@ -202,7 +204,14 @@ def build_register(vault: Vault) -> dict[str, Any]:
             "encryption": "AES-256-GCM, one data key per client, wrapped by the master key",
             "master_key_source": key_source,
             "key_file": str(settings.resolved_key_file) if key_source == "file" else None,
-            "in_clear": ["embeddings", "sizes", "dates", "file types", "counts"],
+            "in_clear": [
+                "embeddings",
+                "keyword-index statistics (term counts under keyed hashes)",
+                "sizes",
+                "dates",
+                "file types",
+                "counts",
+            ],
             "directory_mode": "0700",
         },
         "models": _models(settings),

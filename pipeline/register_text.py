@@ -81,11 +81,14 @@ _TEXT: dict[str, dict[str, str]] = {
     "master": {"fr": "Clé maîtresse", "en": "Master key"},
     "in_clear": {
         "fr": "En clair : les vecteurs d'embeddings (ils permettent la recherche et peuvent "
-        "laisser deviner le sens approximatif des textes), tailles, dates, types et "
-        "comptages. Textes, noms de fichiers et noms de clients sont chiffrés.",
+        "laisser deviner le sens approximatif des textes), les fréquences des termes de "
+        "l'index par mots-clés (les termes eux-mêmes sont des empreintes à clé, par client), "
+        "tailles, dates, types et comptages. Textes, noms de fichiers et noms de clients "
+        "sont chiffrés.",
         "en": "In clear: the embedding vectors (needed for search; they can leak the "
-        "approximate meaning of the text), sizes, dates, types and counts. Text, file names "
-        "and client names are encrypted.",
+        "approximate meaning of the text), the term frequencies of the keyword index (the "
+        "terms themselves are keyed hashes, per client), sizes, dates, types and counts. "
+        "Text, file names and client names are encrypted.",
     },
     "mode": {"fr": "Droits du répertoire", "en": "Directory permissions"},
     "models_h": {"fr": "Modèles", "en": "Models"},

@@ -2,8 +2,12 @@
 
 ``Settings.retrieval`` picks the retrievers: ``hybrid`` (default) ranks the
 chunks by BM25 over the keyword index and by embedding similarity, takes
-``retrieval_candidates`` from each, and fuses the two rankings by reciprocal
-rank (:func:`reciprocal_rank_fusion`); ``dense`` and ``sparse`` use one.
+``retrieval_candidates`` from each, and fuses the two lists
+(``Settings.fusion``): a weighted sum of scores, each list's divided by its
+best (:func:`weighted_fusion`, default), or reciprocal rank fusion
+(:func:`reciprocal_rank_fusion`); ``dense`` and ``sparse`` use one.
+With ``Settings.embedding_model_en``, an English question is matched against
+English chunks by the English model, and against the others by the main one.
 Only the final ``top_k`` chunks are decrypted.
 """
 
@@ -15,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from huisclos.config import ConfigError, TamperedError, VaultKeyError
-from huisclos.index.store import ChunkMeta, StoredHit
-from huisclos.index.terms import query_terms
+from huisclos.index.store import ENGLISH, ChunkMeta, StoredHit
+from huisclos.index.terms import query_terms, text_language, words
 from huisclos.index.vault import Vault
 from huisclos.pipeline.embedding import TextEmbedder
 
-__all__ = ["SearchHit", "Searcher", "reciprocal_rank_fusion"]
+__all__ = ["SearchHit", "Searcher", "reciprocal_rank_fusion", "weighted_fusion"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,27 @@ def reciprocal_rank_fusion(
     return [(item, score / best) for item, score in ranked]
 
 
+def weighted_fusion(
+    rankings: Sequence[tuple[Sequence[tuple[str, float]], float]], top_k: int
+) -> list[tuple[str, float]]:
+    """Fuse scored lists: each list's scores divided by its best, then a weighted sum.
+
+    A chunk missing from a list scores 0 there. Scores are divided by the sum
+    of the weights, so 1.0 means best in every list.
+    """
+    scores: dict[str, float] = {}
+    total = 0.0
+    for scored, weight in rankings:
+        best = max((score for _, score in scored), default=0.0)
+        if best <= 0:
+            continue
+        total += weight
+        for item, score in scored:
+            scores[item] = scores.get(item, 0.0) + weight * max(score, 0.0) / best
+    ranked = sorted(scores.items(), key=lambda pair: -pair[1])[:top_k]
+    return [(item, score / (total or 1.0)) for item, score in ranked]
+
+
 class Searcher:
     """Search over one vault: keywords (BM25) and embeddings, fused (``Settings.retrieval``)."""
 
@@ -79,9 +104,16 @@ class Searcher:
         settings = vault.settings
         self.mode = settings.retrieval
         self._embedder = TextEmbedder(model=settings.embedding_model, threads=settings.threads)
+        self._english = (
+            TextEmbedder(model=settings.embedding_model_en, threads=settings.threads)
+            if settings.embedding_model_en and self.mode != "sparse"
+            else None
+        )
 
     def warm_up(self) -> None:
         self._embedder.warm_up()
+        if self._english is not None:
+            self._english.warm_up()
 
     def search(self, query: str, *, client: str | None = None, top_k: int = 5) -> list[SearchHit]:
         """The ``top_k`` passages that best match ``query``, best first.
@@ -174,33 +206,48 @@ class Searcher:
     def _candidates(
         self, query: str, embedding: list[float] | None, client_id: str | None, top_k: int
     ) -> list[_Candidate]:
-        """The best ``top_k`` chunks, still encrypted, with their scores."""
+        """The best ``top_k`` chunks, still encrypted, with their fused scores."""
         vault, settings = self.vault, self.vault.settings
         pool = max(top_k, settings.retrieval_candidates)
-        dense: list[StoredHit] = []
+        lists: list[tuple[list[tuple[str, float]], float]] = []
+        metas: dict[str, ChunkMeta] = {}
         if self.mode != "sparse":
             if embedding is None:
                 raise ConfigError("this search needs the query's embedding")
-            dense = vault.store.query(
-                embedding, pool if self.mode == "hybrid" else top_k, client_id
-            )
-            if self.mode == "dense":
-                return [_Candidate(h.id, 1.0 - h.distance, h.meta) for h in dense]
-        keyword = self._keyword_search(query, pool if self.mode == "hybrid" else top_k, client_id)
-        if self.mode == "sparse":
-            ranked = keyword
-        else:
+            for hits in self._dense(query, embedding, client_id, pool):
+                # the English space holds no payload: those are read from the main one
+                metas.update((hit.id, hit.meta) for hit in hits if hit.meta["ct"])
+                lists.append(([(h.id, 1.0 - h.distance) for h in hits], settings.dense_weight))
+        if self.mode != "dense":
+            lists.append((self._keyword_search(query, pool, client_id), settings.sparse_weight))
+        if settings.fusion == "rrf" and len(lists) > 1:
             ranked = reciprocal_rank_fusion(
-                [
-                    ([h.id for h in dense], settings.dense_weight),
-                    ([chunk for chunk, _ in keyword], settings.sparse_weight),
-                ],
+                [([chunk for chunk, _ in scored], weight) for scored, weight in lists],
                 settings.rrf_k,
                 top_k,
             )
-        metas = {hit.id: hit.meta for hit in dense}
+        else:
+            ranked = weighted_fusion(lists, top_k)
         metas.update(vault.store.get([chunk for chunk, _ in ranked if chunk not in metas]))
         return [_Candidate(chunk, score, metas[chunk]) for chunk, score in ranked if chunk in metas]
+
+    def _dense(
+        self, query: str, embedding: list[float], client_id: str | None, pool: int
+    ) -> list[list[StoredHit]]:
+        """Embedding search: one list, or two for an English question.
+
+        An English question, when an English model is configured, is matched
+        against English chunks by that model and against the other chunks by
+        the main (multilingual) model; the two lists cover different chunks.
+        """
+        store = self.vault.store
+        main = store.query(embedding, pool, client_id)
+        if self._english is None or text_language(words(query)) != "en":
+            return [main]
+        english_embedding = self._english.run(text=query)["embedding"]
+        english = store.query(english_embedding, pool, client_id, space=ENGLISH)
+        languages = self.vault.sparse.languages([hit.id for hit in main])
+        return [english, [hit for hit in main if languages.get(hit.id) != "en"]]
 
     def _keyword_search(
         self, query: str, top_k: int, client_id: str | None

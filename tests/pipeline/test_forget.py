@@ -16,6 +16,7 @@ import pytest
 from huisclos.config import ConfigError, Settings, VaultKeyError, load_settings
 from huisclos.index.keys import KeyChain, load_master_key
 from huisclos.index.manifest import Manifest
+from huisclos.index.store import ENGLISH, MAIN
 from huisclos.pipeline import Huisclos
 from tests.fakes.ollama import FakeOllama
 
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.integration
 MODEL = "qwen2.5:7b-instruct"
 DUPONT = "Facture 2024-117 de Dupont SARL : montant TTC 4 860,00 euros, réglée par virement."
 MARTIN = "Note d'honoraires Kinésithérapie Martin : séance du 14 mars, 990,00 euros, zébrure."
-MARTIN_WORDS = ("Kinésithérapie", "zébrure", "990,00", "Martin", "notes-privées")
+MARTIN_ENGLISH = "Dear Martin, the physiotherapy sessions for your knee are booked for the spring."
+MARTIN_WORDS = ("Kinésithérapie", "zébrure", "990,00", "Martin", "notes-privées", "physiotherapy")
 
 
 @pytest.fixture
@@ -81,10 +83,14 @@ def test_a_forgotten_client_is_gone_from_answers_disk_and_backups(
     clients: Path, settings: Settings, fake: FakeOllama, tmp_path: Path
 ) -> None:
     home = settings.home
+    (clients / "Martin" / "suivi" / "letter.txt").write_text(MARTIN_ENGLISH + "\n")
     with Huisclos(settings) as hc:
-        assert hc.index(clients).added == 3
+        assert hc.index(clients).added == 4
         assert any(h.path.startswith("Martin/") for h in hc.search("zébrure genou", top_k=3))
-        probes = _embedding_probes(hc, "Martin")
+        martin_id = hc.vault.keys.client_id("Martin")
+        letter = [r for r in hc.vault.manifest.all_files() if r.client_id == martin_id]
+        assert any(hc.vault.store.get_file_chunks(r.file_id, ENGLISH) for r in letter)
+        probes = _embedding_probes(hc, "Martin")  # both models' vectors
         on_disk = _vault_bytes(home)
         assert probes and all(raw in on_disk for raw, _ in probes)  # the check can fail
         backup = tmp_path / "backup"
@@ -93,7 +99,7 @@ def test_a_forgotten_client_is_gone_from_answers_disk_and_backups(
 
         report = hc.forget(client="Martin")
 
-        assert (report.files, report.key_destroyed) == (2, True)
+        assert (report.files, report.key_destroyed) == (3, True)
         assert report.chunks >= 2 and report.master_key == "file"
         assert report.still_on_disk == [str(clients / "Martin")]
         # no search or question returns its data
@@ -222,7 +228,7 @@ def test_a_tampered_or_swapped_record_is_reported_never_returned(
 ) -> None:
     with Huisclos(settings) as hc:
         hc.index(clients)
-        collection = hc.vault.store._collection
+        collection = hc.vault.store._collections[MAIN]
         got = collection.get(include=["metadatas"])
         by_id = dict(zip(got["ids"], got["metadatas"], strict=True))
         dupont = next(

@@ -200,11 +200,11 @@ def test_crash_in_the_middle_of_writes_leaves_no_orphan(
     original = EncryptedStore._flush
     calls = {"n": 0}
 
-    def flaky(self: EncryptedStore, batch: list) -> int:  # type: ignore[type-arg]
+    def flaky(self: EncryptedStore, batch: list, space: str) -> int:  # type: ignore[type-arg]
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("kill -9")
-        return original(self, batch)
+        return original(self, batch, space)
 
     with Huisclos(settings) as hc:
         monkeypatch.setattr(EncryptedStore, "_flush", flaky)

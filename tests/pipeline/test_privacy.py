@@ -195,7 +195,8 @@ def test_an_ollama_server_elsewhere_is_declared_in_the_register_and_the_trail(
         hc.index(clients)
         register = hc.register()
     assert register["processing"]["leaves_machine"] is True
-    assert [m["local"] for m in register["models"]] == [True, False]
+    assert [(m["role"], m["local"]) for m in register["models"]] == [
+        ("embedding", True), ("embedding", True), ("answers", False)]  # fmt: skip
     assert "192.0.2.10" in register["network"]["allowed_hosts"]
     assert "une autre machine du réseau" in render_markdown(register, "fr")
 

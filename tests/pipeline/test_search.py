@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from huisclos.config import ConfigError, Settings, load_settings
+from huisclos.index.store import ENGLISH
 from huisclos.pipeline import Huisclos
 from huisclos.pipeline.embedding import load_model
-from huisclos.pipeline.search import reciprocal_rank_fusion
+from huisclos.pipeline.search import reciprocal_rank_fusion, weighted_fusion
 
 # --- fusion (no model) -----------------------------------------------------------
 
@@ -199,3 +200,59 @@ def test_bad_top_k_and_unknown_client_are_clear_errors(hc: Huisclos) -> None:
         hc.search("facture", top_k=0)
     with pytest.raises(ConfigError, match="no indexed client"):
         hc.search("facture", client="Nobody")
+
+
+def test_weighted_fusion_divides_each_list_by_its_best_and_weighs_them() -> None:
+    fused = weighted_fusion([([("a", 0.5), ("b", 0.25)], 0.3), ([("b", 8.0), ("c", 4.0)], 0.7)], 5)
+    scores = dict(fused)
+    assert scores["b"] == pytest.approx(0.3 * 0.5 + 0.7 * 1.0)
+    assert scores["a"] == pytest.approx(0.3)
+    assert scores["c"] == pytest.approx(0.35)
+    assert [item for item, _ in fused] == ["b", "c", "a"]
+
+
+def test_weighted_fusion_ignores_an_empty_or_scoreless_list() -> None:
+    fused = weighted_fusion([([], 0.3), ([("x", 2.0), ("y", 1.0)], 0.7)], 5)
+    assert fused == [("x", pytest.approx(1.0)), ("y", pytest.approx(0.5))]
+    assert weighted_fusion([([("x", -0.2)], 1.0)], 5) == []
+
+
+# --- the English model ---------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_english_chunks_get_a_second_embedding_and_french_ones_do_not(
+    hc: Huisclos, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, sparse = hc.vault.store, hc.vault.sparse
+    english = sparse.chunks_in("en")
+    assert english and store.ids(ENGLISH) == set(english)
+    assert store.count() == sparse.count() > len(english)  # French chunks: main model only
+    with caplog.at_level("WARNING"):
+        hits = hc.search("Who approved the dividend?", top_k=3)
+    assert hits[0].path == "Acme Ltd/minutes.txt"
+    assert not caplog.records  # vectors of the English space are never taken for payloads
+    assert all(hit.text for hit in hits)
+
+
+@pytest.mark.integration
+def test_english_vectors_missing_after_an_upgrade_are_made_once(tree: Path) -> None:
+    with _open(tree) as hc:
+        english = set(hc.vault.sparse.chunks_in("en"))
+        store = hc.vault.store
+        store._client.delete_collection(store._name(ENGLISH))  # as a vault made before them
+    with _open(tree) as hc:  # reopening creates the empty collection; the index run fills it
+        assert hc.vault.store.ids(ENGLISH) == english
+        report = hc.index(tree)
+        assert report.chunks_written == 0
+
+
+@pytest.mark.integration
+def test_turning_the_english_model_off_deletes_its_vectors(tree: Path) -> None:
+    with _open(tree) as hc:
+        assert hc.vault.store.count(ENGLISH) > 0
+    with _open(tree, embedding_model_en="") as hc:
+        assert hc.vault.store.spaces == ("",)
+        names = {c.name for c in hc.vault.store._client.list_collections()}
+        assert hc.settings.collection + "-en" not in names
+        assert hc.search("Who approved the dividend?", top_k=1)[0].path == "Acme Ltd/minutes.txt"
