@@ -38,8 +38,6 @@ DATA = REPO.parent / "shared" / "data"
 SETS = {"scifact": DATA / "scifact", "piaf-fr": DATA / "piaf-fr"}
 NO_EN = {"embedding_model_en": ""}
 MINILM = {"embedding_model": "minilm", "embedding_model_en": ""}
-# Vaults are kept per (set, main model); configurations without the English model
-# come first, since turning it back on embeds the English chunks once more.
 CONFIGS: dict[str, dict[str, Any]] = {
     "dense usem3": {"retrieval": "dense", **NO_EN},
     "sparse BM25 k1=1.2 b=0.75": {"retrieval": "sparse", "bm25_k1": 1.2, "bm25_b": 0.75, **NO_EN},
@@ -71,7 +69,10 @@ def main() -> int:
         for config in args.configs.split(","):
             overrides = CONFIGS[config]
             model = overrides.get("embedding_model", "usem3")
-            home = Path(args.cache) / f"{name}-{model}"
+            english = overrides.get("embedding_model_en", "minilm") and model == "usem3"
+            # one vault per (set, models): turning the English model off drops its vectors
+            suffix = "" if english or model != "usem3" else "-noen"
+            home = Path(args.cache) / f"{name}-{model}{suffix}"
             report = evaluate_retrieval(SETS[name], limit=args.limit, home=home, **overrides)
             row = {"set": name, "model": model, "config": config, **report.to_dict()}
             results.append(row)

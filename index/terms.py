@@ -31,7 +31,7 @@ import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, overload
 
 __all__ = ["Language", "analyse", "document_terms", "fold", "query_terms", "text_language", "words"]
 
@@ -96,12 +96,22 @@ def words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text) if len(w) <= _MAX_WORD]
 
 
-def text_language(tokens: Iterable[str]) -> Language:
-    """French or English, by function words; French on a tie (the firms are French)."""
+@overload
+def text_language(tokens: Iterable[str]) -> Language: ...
+
+
+@overload
+def text_language(tokens: Iterable[str], default: None) -> Language | None: ...
+
+
+def text_language(tokens: Iterable[str], default: Language | None = "fr") -> Language | None:
+    """French or English, by function words; ``default`` on a tie (French: the firms are)."""
     french = english = 0
     for token in tokens:
         french += token in _FRENCH_MARKERS
         english += token in _ENGLISH_MARKERS
+    if english == french:
+        return default
     return "en" if english > french else "fr"
 
 

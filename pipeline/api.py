@@ -67,6 +67,9 @@ class Status:
     files: int
     chunks: int
     failed: int
+    embedding_model_en: str | None = None
+    """Second model for English passages and questions, if any."""
+    retrieval: str = "hybrid"
     clients: list[ClientStatus] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
     watcher: WatchState | None = None
@@ -349,6 +352,8 @@ class Huisclos:
         return Status(
             vault=str(settings.home),
             embedding_model=settings.embedding_model,
+            embedding_model_en=settings.embedding_model_en,
+            retrieval=settings.retrieval,
             generator=(
                 f"ollama {settings.ollama_model} at {settings.ollama_url}"
                 if settings.generator == "ollama"

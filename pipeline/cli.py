@@ -108,7 +108,10 @@ def _print_status(status: Any, as_json: bool) -> None:
     if as_json:
         print(json.dumps(status.to_dict(), ensure_ascii=False))
         return
-    print(f"vault: {status.vault} ({status.store}, model {status.embedding_model})")
+    models = status.embedding_model + (
+        f" + {status.embedding_model_en} for English" if status.embedding_model_en else ""
+    )
+    print(f"vault: {status.vault} ({status.store}, {status.retrieval} search, model {models})")
     print(f"answers: {status.generator}")
     print(f"{status.files} files, {status.chunks} chunks, {status.failed} failed")
     for client in status.clients:
@@ -180,8 +183,9 @@ def _ask_one(hc: Any, question: str, client: str | None, as_json: bool) -> None:
         stream.close()
     answer = stream.result()
     shown = "".join(written).strip()
-    if answer.not_found and shown != answer.answer:
-        # the model's own wording is replaced by the canonical sentence
+    if shown != answer.answer and not answer.answer.startswith(shown):
+        # the model's wording was replaced by the canonical "not found" sentence, or one of
+        # its markers named the wrong passage and was moved: show the final text
         print("\r\033[K" + answer.answer if sys.stdout.isatty() else "\n" + answer.answer)
     else:
         print()

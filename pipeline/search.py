@@ -24,7 +24,7 @@ from huisclos.index.terms import query_terms, text_language, words
 from huisclos.index.vault import Vault
 from huisclos.pipeline.embedding import TextEmbedder
 
-__all__ = ["SearchHit", "Searcher", "reciprocal_rank_fusion", "weighted_fusion"]
+__all__ = ["Scored", "SearchHit", "Searcher", "reciprocal_rank_fusion", "weighted_fusion"]
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,22 @@ def reciprocal_rank_fusion(
     return [(item, score / best) for item, score in ranked]
 
 
-def weighted_fusion(
-    rankings: Sequence[tuple[Sequence[tuple[str, float]], float]], top_k: int
-) -> list[tuple[str, float]]:
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One retriever's list for the fusion: (id, score) best first, and its weight.
+
+    ``best``: the score that counts as 1.0 (default: the list's own best). A
+    list that is the remainder of a larger ranking (the main model's scores
+    of non-English chunks) is scaled by that ranking's best, so that its own
+    first is not taken for the best match.
+    """
+
+    items: Sequence[tuple[str, float]]
+    weight: float
+    best: float | None = None
+
+
+def weighted_fusion(lists: Sequence[Scored], top_k: int) -> list[tuple[str, float]]:
     """Fuse scored lists: each list's scores divided by its best, then a weighted sum.
 
     A chunk missing from a list scores 0 there. Scores are divided by the sum
@@ -85,13 +98,13 @@ def weighted_fusion(
     """
     scores: dict[str, float] = {}
     total = 0.0
-    for scored, weight in rankings:
-        best = max((score for _, score in scored), default=0.0)
+    for scored in lists:
+        best = scored.best or max((score for _, score in scored.items), default=0.0)
         if best <= 0:
             continue
-        total += weight
-        for item, score in scored:
-            scores[item] = scores.get(item, 0.0) + weight * max(score, 0.0) / best
+        total += scored.weight
+        for item, score in scored.items:
+            scores[item] = scores.get(item, 0.0) + scored.weight * max(score, 0.0) / best
     ranked = sorted(scores.items(), key=lambda pair: -pair[1])[:top_k]
     return [(item, score / (total or 1.0)) for item, score in ranked]
 
@@ -209,20 +222,22 @@ class Searcher:
         """The best ``top_k`` chunks, still encrypted, with their fused scores."""
         vault, settings = self.vault, self.vault.settings
         pool = max(top_k, settings.retrieval_candidates)
-        lists: list[tuple[list[tuple[str, float]], float]] = []
+        lists: list[Scored] = []
         metas: dict[str, ChunkMeta] = {}
         if self.mode != "sparse":
             if embedding is None:
                 raise ConfigError("this search needs the query's embedding")
-            for hits in self._dense(query, embedding, client_id, pool):
+            for hits, best in self._dense(query, embedding, client_id, pool):
                 # the English space holds no payload: those are read from the main one
                 metas.update((hit.id, hit.meta) for hit in hits if hit.meta["ct"])
-                lists.append(([(h.id, 1.0 - h.distance) for h in hits], settings.dense_weight))
+                scored = [(h.id, 1.0 - h.distance) for h in hits]
+                lists.append(Scored(scored, settings.dense_weight, best))
         if self.mode != "dense":
-            lists.append((self._keyword_search(query, pool, client_id), settings.sparse_weight))
+            keyword = self._keyword_search(query, pool, client_id)
+            lists.append(Scored(keyword, settings.sparse_weight))
         if settings.fusion == "rrf" and len(lists) > 1:
             ranked = reciprocal_rank_fusion(
-                [([chunk for chunk, _ in scored], weight) for scored, weight in lists],
+                [([chunk for chunk, _ in scored.items], scored.weight) for scored in lists],
                 settings.rrf_k,
                 top_k,
             )
@@ -233,21 +248,26 @@ class Searcher:
 
     def _dense(
         self, query: str, embedding: list[float], client_id: str | None, pool: int
-    ) -> list[list[StoredHit]]:
-        """Embedding search: one list, or two for an English question.
+    ) -> list[tuple[list[StoredHit], float | None]]:
+        """Embedding search: one list, or two for an English question; with each, its best.
 
-        An English question, when an English model is configured, is matched
-        against English chunks by that model and against the other chunks by
-        the main (multilingual) model; the two lists cover different chunks.
+        An English question (or one whose language cannot be told), when an
+        English model is configured, is matched against English chunks by that
+        model and against the other chunks by the main (multilingual) model; the
+        two lists cover different chunks, and the second keeps the scale of the
+        main model's whole ranking.
         """
         store = self.vault.store
         main = store.query(embedding, pool, client_id)
-        if self._english is None or text_language(words(query)) != "en":
-            return [main]
+        # a question without function words ("aspirin heart attack risk") may be English
+        if self._english is None or text_language(words(query), None) == "fr":
+            return [(main, None)]
         english_embedding = self._english.run(text=query)["embedding"]
         english = store.query(english_embedding, pool, client_id, space=ENGLISH)
         languages = self.vault.sparse.languages([hit.id for hit in main])
-        return [english, [hit for hit in main if languages.get(hit.id) != "en"]]
+        others = [hit for hit in main if languages.get(hit.id) != "en"]
+        best = max((1.0 - hit.distance for hit in main), default=0.0)
+        return [(english, None), (others, best if best > 0 else None)]
 
     def _keyword_search(
         self, query: str, top_k: int, client_id: str | None

@@ -285,3 +285,24 @@ def test_the_generator_component_serialises_and_rejects_unknown_backends() -> No
     assert LocalChatGenerator("llamacpp", "/models/mine.gguf").model_name == "mine.gguf"
     with pytest.raises(ConfigError, match="unknown generator backend"):
         LocalChatGenerator("openai", "gpt-4o")  # type: ignore[arg-type]
+
+
+def test_a_marker_on_a_passage_without_the_answers_figures_moves_to_the_one_with_them() -> None:
+    documents = _docs(
+        "Facture n° 2024-117 pour Dupont SARL : montant TTC 4 860,00 €.",
+        "Contrat de prestation comptable de Dupont SARL.",
+        "Acme Ltd engages the firm for its VAT returns.",
+    )
+    out = _cite("4 860,00 € [3]", documents)
+    assert out["answer"] == "4 860,00 € [1]" and out["attributed"]
+    assert [c.path for c in out["citations"]] == ["Client1/file1.txt"]
+
+
+def test_a_marker_on_a_passage_with_the_figures_or_with_no_figure_stays() -> None:
+    documents = _docs("Le loyer est de 1 150 euros.", "Le loyer du local est de 1 150 euros.")
+    assert _cite("1 150 euros [2]", documents)["answer"] == "1 150 euros [2]"
+    words = _docs("Le preneur donne congé par lettre.", "Le bail est commercial.")
+    out = _cite("Par lettre recommandée [2].", words)
+    assert out["answer"] == "Par lettre recommandée [2]." and not out["attributed"]
+    nowhere = _cite("990 euros [1]", _docs("Pas de montant ici.", "Ni là."))
+    assert nowhere["answer"] == "990 euros [1]"

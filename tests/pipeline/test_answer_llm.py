@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -81,7 +82,9 @@ def test_a_french_question_on_the_sample_tree_gets_a_correct_cited_answer(
     pieces = list(stream)
     answer = stream.result()
     assert len(pieces) > 3  # streamed, not delivered at once
-    assert "".join(pieces).strip() == answer.answer.strip()
+    # streamed as written; a marker naming the wrong passage may be moved in the result
+    markers = re.compile(r"\[\d+(?:,\s*\d+)*\]")
+    assert markers.sub("", "".join(pieces)).strip() == markers.sub("", answer.answer).strip()
     assert "4 860" in answer.answer or "4860" in answer.answer
     assert not answer.not_found and answer.language == "fr"
     assert answer.citations, answer

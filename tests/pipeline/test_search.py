@@ -11,7 +11,7 @@ from huisclos.config import ConfigError, Settings, load_settings
 from huisclos.index.store import ENGLISH
 from huisclos.pipeline import Huisclos
 from huisclos.pipeline.embedding import load_model
-from huisclos.pipeline.search import reciprocal_rank_fusion, weighted_fusion
+from huisclos.pipeline.search import Scored, reciprocal_rank_fusion, weighted_fusion
 
 # --- fusion (no model) -----------------------------------------------------------
 
@@ -203,7 +203,9 @@ def test_bad_top_k_and_unknown_client_are_clear_errors(hc: Huisclos) -> None:
 
 
 def test_weighted_fusion_divides_each_list_by_its_best_and_weighs_them() -> None:
-    fused = weighted_fusion([([("a", 0.5), ("b", 0.25)], 0.3), ([("b", 8.0), ("c", 4.0)], 0.7)], 5)
+    fused = weighted_fusion(
+        [Scored([("a", 0.5), ("b", 0.25)], 0.3), Scored([("b", 8.0), ("c", 4.0)], 0.7)], 5
+    )
     scores = dict(fused)
     assert scores["b"] == pytest.approx(0.3 * 0.5 + 0.7 * 1.0)
     assert scores["a"] == pytest.approx(0.3)
@@ -212,9 +214,19 @@ def test_weighted_fusion_divides_each_list_by_its_best_and_weighs_them() -> None
 
 
 def test_weighted_fusion_ignores_an_empty_or_scoreless_list() -> None:
-    fused = weighted_fusion([([], 0.3), ([("x", 2.0), ("y", 1.0)], 0.7)], 5)
+    fused = weighted_fusion([Scored([], 0.3), Scored([("x", 2.0), ("y", 1.0)], 0.7)], 5)
     assert fused == [("x", pytest.approx(1.0)), ("y", pytest.approx(0.5))]
-    assert weighted_fusion([([("x", -0.2)], 1.0)], 5) == []
+    assert weighted_fusion([Scored([("x", -0.2)], 1.0)], 5) == []
+
+
+def test_a_remainder_list_keeps_the_scale_of_its_whole_ranking() -> None:
+    """The main model's best non-English chunk, at 0.2 when its best overall was 0.8,
+    counts a quarter, not as if it were the best match."""
+    english = Scored([("en1", 0.6), ("en2", 0.3)], 0.5)
+    others = Scored([("fr1", 0.2)], 0.5, best=0.8)
+    scores = dict(weighted_fusion([english, others], 5))
+    assert scores["en1"] > scores["en2"] > scores["fr1"]
+    assert scores["fr1"] == pytest.approx(0.5 * 0.25 / 1.0)
 
 
 # --- the English model ---------------------------------------------------------------
@@ -256,3 +268,17 @@ def test_turning_the_english_model_off_deletes_its_vectors(tree: Path) -> None:
         names = {c.name for c in hc.vault.store._client.list_collections()}
         assert hc.settings.collection + "-en" not in names
         assert hc.search("Who approved the dividend?", top_k=1)[0].path == "Acme Ltd/minutes.txt"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How much notice must the tenant give to end the lease?", "Dupont SARL/bail.txt"),
+        ("Qui a approuvé les comptes annuels ?", "Acme Ltd/minutes.txt"),
+    ],
+)
+def test_a_question_finds_a_passage_in_the_other_language(
+    hc: Huisclos, question: str, expected: str
+) -> None:
+    assert expected in _paths(hc.search(question, top_k=3))
