@@ -5,9 +5,14 @@ access off, so it must be imported before them (``huisclos.pipeline``,
 ``huisclos.index`` and ``huisclos.connectors`` all do).
 """
 
+import os
+
 from huisclos.config.privacy import apply_privacy_switches
 
 apply_privacy_switches()
+# A question is embedded by two models in turn (USE on numpy, MiniLM on torch): idle
+# OpenMP threads of one that spin-wait for work starve the other on a small machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from huisclos.config.errors import (  # noqa: E402
     ConfigError,

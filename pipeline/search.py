@@ -94,7 +94,9 @@ def weighted_fusion(lists: Sequence[Scored], top_k: int) -> list[tuple[str, floa
     """Fuse scored lists: each list's scores divided by its best, then a weighted sum.
 
     A chunk missing from a list scores 0 there. Scores are divided by the sum
-    of the weights, so 1.0 means best in every list.
+    of the weights of the non-empty lists: at most 1.0, which means best in
+    every list (an English question's two embedding lists hold different
+    chunks, so there its best is below 1.0).
     """
     scores: dict[str, float] = {}
     total = 0.0

@@ -218,6 +218,31 @@ def test_crash_in_the_middle_of_writes_leaves_no_orphan(
         _consistent(hc)
 
 
+def test_a_crash_between_the_vector_store_and_the_keyword_index_is_recovered(
+    vault_home: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huisclos.config import load_settings
+    from huisclos.index.sparse import SparseIndex
+
+    settings = load_settings(key_source="file", convert_workers=0)
+
+    def killed(self: SparseIndex, entries: object) -> int:
+        raise KeyboardInterrupt("kill -9")
+
+    with Huisclos(settings) as hc:
+        monkeypatch.setattr(SparseIndex, "add", killed)
+        with pytest.raises(KeyboardInterrupt):
+            hc.index(tree)
+        monkeypatch.undo()
+        assert hc.vault.store.count() > 0 and hc.vault.sparse.count() == 0
+    with Huisclos(settings) as hc:
+        report = hc.index(tree)
+        assert report.added == 6
+        _consistent(hc)
+        hits = hc.search("montant TTC facture 2024-117", top_k=1)
+        assert hits[0].path == "Dupont SARL/factures/facture-2024-117.docx"
+
+
 def test_logs_hold_no_text_no_names_no_query(
     hc: Huisclos, tree: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
