@@ -136,14 +136,21 @@ def sync_keyword_index(vault: Vault) -> int:
     for row in missing:
         cipher = vault.keys.cipher(row.client_id, create=False)
         path = cipher.decrypt(row.path_ct, row.file_id)
-        entries = []
-        for chunk in vault.store.get_file_chunks(row.file_id):
-            payload = json.loads(cipher.decrypt(chunk.meta["ct"], chunk.id))
-            entries.append(_keywords(cipher, chunk.id, row.file_id, payload, path))
-        vault.sparse.add(entries)
+        vault.sparse.add(_stored_keywords(vault, cipher, row.file_id, path))
     if missing or stale:
         log.info("keyword index: %d files added, %d stale removed", len(missing), len(stale))
     return len(missing)
+
+
+def _stored_keywords(
+    vault: Vault, cipher: ClientCipher, file_id: str, path: str
+) -> list[SparseEntry]:
+    """Keyword-index entries of a file's stored chunks (decrypted; nothing re-embedded)."""
+    entries = []
+    for chunk in vault.store.get_file_chunks(file_id):
+        payload = json.loads(cipher.decrypt(chunk.meta["ct"], chunk.id))
+        entries.append(_keywords(cipher, chunk.id, file_id, payload, path))
+    return entries
 
 
 def _english_meta(client_id: str, meta: ChunkMeta) -> ChunkMeta:
@@ -424,6 +431,8 @@ class Ingestor:
         if file_id != old.file_id:
             vault.delete_files([old.file_id])
             vault.manifest.clear_intents([old.file_id])
+        else:  # the path's words label the chunks in the keyword index: new path, new labels
+            vault.sparse.add(_stored_keywords(vault, cipher, file_id, file.rel))
         report.moved += 1
 
     def _reencrypt(self, old: FileRecord, client_id: str, rel: str) -> str:

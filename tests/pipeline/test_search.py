@@ -282,3 +282,15 @@ def test_a_question_finds_a_passage_in_the_other_language(
     hc: Huisclos, question: str, expected: str
 ) -> None:
     assert expected in _paths(hc.search(question, top_k=3))
+
+
+@pytest.mark.integration
+def test_a_renamed_file_is_found_by_its_new_name_not_its_old_one(tree: Path) -> None:
+    with _open(tree, retrieval="sparse") as hc:
+        (tree / "Acme Ltd" / "minutes.txt").rename(tree / "Acme Ltd" / "procès-verbal.txt")
+        report = hc.index(tree)
+        assert (report.moved, report.added) == (1, 0)
+        assert _paths(hc.search("procès-verbal", client="Acme Ltd", top_k=1)) == [
+            "Acme Ltd/procès-verbal.txt"
+        ]
+        assert hc.search("minutes", client="Acme Ltd", top_k=3) == []
