@@ -14,6 +14,8 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -53,7 +55,21 @@ def _ready() -> bool:
     return True
 
 
+_PARENT_CHECK_SECONDS = 2.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once the process that started it is gone (killed, crashed):
+    an orphaned worker would otherwise hold its parsers' memory forever."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
 def _worker_init(allowed_hosts: tuple[str, ...], scratch: str) -> None:
+    threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True
+    ).start()
     install_network_guard(allowed_hosts)
     # Attachments and LibreOffice conversions pass through temporary files in
     # clear: keep them in the vault's private scratch directory, not in /tmp.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -78,3 +80,45 @@ def test_a_killed_worker_does_not_stop_the_run(tmp_path: Path) -> None:
     ok = [r for r in results.values() if r.reason is None]
     assert len(ok) == len(files)  # each file in flight was retried alone and converted
     assert "whisky" in " ".join(e.text for e in results["scan.pdf"].elements)
+
+
+_HOLDER = """
+import sys, time
+import psutil
+from huisclos.config import load_settings
+from huisclos.pipeline.conversion import Converter
+
+if __name__ == "__main__":
+    converter = Converter(load_settings(convert_workers=1))
+    converter.wait_ready()
+    print(" ".join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_workers_of_a_killed_run_exit_instead_of_lingering(tmp_path: Path) -> None:
+    script = tmp_path / "holder.py"
+    script.write_text(_HOLDER)
+    holder = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        assert holder.stdout is not None
+        workers = [int(pid) for pid in holder.stdout.readline().split()]
+        assert workers and all(psutil.pid_exists(pid) for pid in workers)
+    finally:
+        holder.kill()  # kill -9: no clean-up runs in the parent
+        holder.wait()
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in alive if _running(pid)]
+    assert alive == []
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
