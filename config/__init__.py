@@ -13,6 +13,7 @@ apply_privacy_switches()
 # A question is embedded by two models in turn (USE on numpy, MiniLM on torch): idle
 # OpenMP threads of one that spin-wait for work starve the other on a small machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bars on stderr
 
 from huisclos.config.errors import (  # noqa: E402
     ConfigError,

@@ -102,6 +102,7 @@ class SparseIndex(LocalDatabase):
             if "lang" not in columns:  # made before languages were kept: rebuild it
                 self.db.execute("ALTER TABLE chunks ADD COLUMN lang TEXT NOT NULL DEFAULT ''")
                 self.db.execute("DELETE FROM meta WHERE key = 'analysis'")
+            self.db.execute("CREATE INDEX IF NOT EXISTS chunks_lang ON chunks(lang)")
             self.db.execute(  # a new index takes the current analysis; an unversioned one is old
                 "INSERT OR IGNORE INTO meta(key, value) SELECT 'analysis', ? "
                 "WHERE NOT EXISTS (SELECT 1 FROM chunks)",

@@ -262,7 +262,11 @@ class Searcher:
         store = self.vault.store
         main = store.query(embedding, pool, client_id)
         # a question without function words ("aspirin heart attack risk") may be English
-        if self._english is None or text_language(words(query), None) == "fr":
+        if (
+            self._english is None
+            or text_language(words(query), None) == "fr"
+            or not self.vault.sparse.count_in("en")  # no English passage: nothing to match
+        ):
             return [(main, None)]
         english_embedding = self._english.run(text=query)["embedding"]
         english = store.query(english_embedding, pool, client_id, space=ENGLISH)

@@ -140,3 +140,24 @@ def test_the_index_survives_reopening_and_knows_its_analysis_version(tmp_path: P
     assert again.outdated
     again.clear()
     assert again.count() == 0 and not again.outdated
+
+
+def test_an_index_made_before_languages_were_kept_is_opened_and_marked_outdated(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "sparse.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE chunks(id INTEGER PRIMARY KEY, chunk TEXT NOT NULL UNIQUE, "
+        "file TEXT NOT NULL, client TEXT NOT NULL, length INTEGER NOT NULL);"
+        "INSERT INTO chunks(chunk, file, client, length) VALUES ('f-0', 'f', 'c', 3);"
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('analysis', '2');"
+    )
+    db.commit()
+    db.close()
+    index = SparseIndex(path)
+    assert index.outdated  # the next index run rebuilds it, languages included
+    assert index.count_in("en") == 0
