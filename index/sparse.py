@@ -193,39 +193,37 @@ class SparseIndex(LocalDatabase):
         db = self.db
         for start in range(0, len(values), _PARAMS):
             part = list(values[start : start + _PARAMS])
-            marks = ",".join("?" * len(part))
-            rows = db.execute(
-                f"SELECT id, client, length FROM chunks WHERE {column} IN ({marks})", part
+            where = f"{column} IN ({','.join('?' * len(part))})"
+            totals = db.execute(
+                f"SELECT client, COUNT(*), SUM(length) FROM chunks WHERE {where} GROUP BY client",
+                part,
             ).fetchall()
-            if not rows:
+            if not totals:
                 continue
-            ids = [row[0] for row in rows]
-            id_marks = ",".join("?" * len(ids))
-            db.execute(f"DELETE FROM postings WHERE chunk IN ({id_marks})", ids)
-            db.execute(f"DELETE FROM chunks WHERE id IN ({id_marks})", ids)
-            for client, chunks, terms in _totals(rows):
-                db.execute(
-                    "UPDATE stats SET chunks = chunks - ?, terms = terms - ? WHERE client = ?",
-                    (chunks, terms, client),
-                )
+            db.execute(
+                f"DELETE FROM postings WHERE chunk IN (SELECT id FROM chunks WHERE {where})", part
+            )
+            db.execute(f"DELETE FROM chunks WHERE {where}", part)
+            db.executemany(
+                "UPDATE stats SET chunks = chunks - ?, terms = terms - ? WHERE client = ?",
+                [(chunks, terms, client) for client, chunks, terms in totals],
+            )
         db.execute("DELETE FROM stats WHERE chunks <= 0")
 
     def delete_files(self, file_ids: Sequence[str]) -> None:
         """Delete every chunk of these files (idempotent)."""
-        try:
-            with self.transaction():
-                self._delete_where("file", list(file_ids))
-        except sqlite3.Error as exc:
-            raise StoreError(f"the keyword index failed to delete chunks: {exc}") from exc
+        self._delete("file", list(file_ids))
 
     def delete_client(self, client_id: str) -> None:
         """Delete every chunk of one client (idempotent)."""
-        self.delete_files([str(r[0]) for r in self._files_of(client_id)])
+        self._delete("client", [client_id])
 
-    def _files_of(self, client_id: str) -> list[tuple[Any, ...]]:
-        return self._run(
-            "list files", "SELECT DISTINCT file FROM chunks WHERE client = ?", [client_id]
-        )
+    def _delete(self, column: str, values: Sequence[str]) -> None:
+        try:
+            with self.transaction():
+                self._delete_where(column, values)
+        except sqlite3.Error as exc:
+            raise StoreError(f"the keyword index failed to delete chunks: {exc}") from exc
 
     def clear(self) -> None:
         """Delete everything, and take the current text analysis (before a rebuild)."""
@@ -314,16 +312,6 @@ class SparseIndex(LocalDatabase):
             ):
                 found[int(term)] = int(df)
         return found
-
-
-def _totals(rows: list[tuple[Any, ...]]) -> list[tuple[str, int, int]]:
-    """(client, chunks, terms) summed over deleted chunk rows (id, client, length)."""
-    sums: dict[str, list[int]] = {}
-    for _, client, length in rows:
-        entry = sums.setdefault(str(client), [0, 0])
-        entry[0] += 1
-        entry[1] += int(length)
-    return [(client, chunks, terms) for client, (chunks, terms) in sums.items()]
 
 
 def sparse_entry(

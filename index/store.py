@@ -284,10 +284,7 @@ class EncryptedStore:
         may see one failed search meanwhile; they reopen the store after it.
         """
         self._fresh()
-        kept = 0
-        for space in self.spaces:
-            count = self._compact_space(space)
-            kept += count if space == MAIN else 0
+        kept = {space: self._compact_space(space) for space in self.spaces}[MAIN]
         self._wrote()
         if self._marker is not None:
             self._vacuum(self._marker.parent)

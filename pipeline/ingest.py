@@ -153,9 +153,12 @@ def _stored_keywords(
     return entries
 
 
-def _english_meta(client_id: str, meta: ChunkMeta) -> ChunkMeta:
-    """Metadata of a chunk in the English space: ids and position, no payload."""
-    return ChunkMeta(client=client_id, file=meta["file"], page=meta["page"], n=meta["n"], ct="")
+def _english_meta(meta: ChunkMeta) -> ChunkMeta:
+    """Metadata of a chunk in the English space: its main record's ids and position, no
+    payload."""
+    return ChunkMeta(
+        client=meta["client"], file=meta["file"], page=meta["page"], n=meta["n"], ct=""
+    )
 
 
 def _keywords(
@@ -458,7 +461,9 @@ class Ingestor:
             for chunk in self.vault.store.get_file_chunks(old.file_id, ENGLISH):
                 new_id = _chunk_id(file_id, chunk.meta["n"])
                 english.append(
-                    ChunkRecord(new_id, chunk.embedding, _english_meta(client_id, chunk.meta))
+                    ChunkRecord(
+                        new_id, chunk.embedding, _english_meta({**chunk.meta, "client": client_id})
+                    )
                 )
         self.vault.manifest.add_intents([file_id])
         self.vault.write_chunks(records, entries, english)
@@ -553,57 +558,34 @@ class Ingestor:
             )
             yield record, _keywords(cipher, chunk_id, meta["file_id"], payload, rel)
 
-    def _embed_english(
-        self, records: list[ChunkRecord], entries: list[SparseEntry], chunks: list[Document]
-    ) -> list[ChunkRecord]:
-        """Second embeddings, by the English model, of the English chunks of a batch."""
-        if self._english is None:
+    def _embed_english(self, chunks: list[tuple[ChunkRecord, str]]) -> list[ChunkRecord]:
+        """Second embeddings, by the English model, of (main record, text) pairs."""
+        if self._english is None or not chunks:
             return []
-        english_ids = {entry.chunk_id for entry in entries if entry.language == "en"}
-        texts = {_chunk_id(c.meta["file_id"], c.meta["n"]): c.content or "" for c in chunks}
-        chosen = [record for record in records if record.id in english_ids]
-        if not chosen:
-            return []
-        documents = [Document(id=r.id, content=texts[r.id]) for r in chosen]
+        documents = [Document(id=record.id, content=text) for record, text in chunks]
         embedded = self._english.run(documents=documents)["documents"]
         return [
-            ChunkRecord(r.id, doc.embedding or [], _english_meta(r.meta["client"], r.meta))
-            for r, doc in zip(chosen, embedded, strict=True)
+            ChunkRecord(record.id, doc.embedding or [], _english_meta(record.meta))
+            for (record, _), doc in zip(chunks, embedded, strict=True)
         ]
 
     def _sync_english(self) -> int:
         """Embed with the English model the English chunks that lack it (after an upgrade,
         or when ``embedding_model_en`` was just set); returns how many."""
         vault = self.vault
-        if self._english is None:
-            return 0
-        if vault.sparse.count_in("en") == vault.store.count(ENGLISH):
+        if self._english is None or vault.sparse.count_in("en") == vault.store.count(ENGLISH):
             return 0
         missing = sorted(set(vault.sparse.chunks_in("en")) - vault.store.ids(ENGLISH))
+        ciphers: dict[str, ClientCipher] = {}
         done = 0
         for start in range(0, len(missing), 256):
-            part = missing[start : start + 256]
-            metas = vault.store.get(part)
-            documents, kept = [], []
-            for chunk_id in part:
-                meta = metas.get(chunk_id)
-                if meta is None:
-                    continue
-                cipher = vault.keys.cipher(meta["client"], create=False)
-                text = json.loads(cipher.decrypt(meta["ct"], chunk_id))["text"]
-                documents.append(Document(id=chunk_id, content=text))
-                kept.append(meta)
-            if not documents:
-                continue
-            embedded = self._english.run(documents=documents)["documents"]
-            vault.store.upsert(
-                [
-                    ChunkRecord(doc.id, doc.embedding or [], _english_meta(meta["client"], meta))
-                    for doc, meta in zip(embedded, kept, strict=True)
-                ],
-                ENGLISH,
-            )
-            done += len(documents)
+            chunks = []
+            for chunk_id, meta in vault.store.get(missing[start : start + 256]).items():
+                if meta["client"] not in ciphers:
+                    ciphers[meta["client"]] = vault.keys.cipher(meta["client"], create=False)
+                text = json.loads(ciphers[meta["client"]].decrypt(meta["ct"], chunk_id))["text"]
+                chunks.append((ChunkRecord(chunk_id, [], meta), text))
+            done += vault.store.upsert(self._embed_english(chunks), ENGLISH)
         if done:
             log.info("English model: %d chunks embedded that lacked it", done)
         return done
@@ -622,15 +604,20 @@ class Ingestor:
         by_file = self._embed(batch)
         records: list[ChunkRecord] = []
         entries: list[SparseEntry] = []
+        english: list[tuple[ChunkRecord, str]] = []
         rows: list[tuple[_Change, FileRecord]] = []
         for change, result, file_id in batch:
             cipher = vault.client_cipher(change.file.client)
             chunks = by_file.get(file_id, [])
             reason = result.reason or (None if chunks else EMPTY)
             if reason is None:
-                for record, entry in self._encrypt(chunks, cipher, change.file.rel):
+                for chunk, (record, entry) in zip(
+                    chunks, self._encrypt(chunks, cipher, change.file.rel), strict=True
+                ):
                     records.append(record)
                     entries.append(entry)
+                    if entry.language == "en":
+                        english.append((record, chunk.content or ""))
             file = change.file
             row = FileRecord(
                 path_id=change.path_id,
@@ -650,11 +637,8 @@ class Ingestor:
             )
             rows.append((change, row))
 
-        english = self._embed_english(
-            records, entries, [c for chunks in by_file.values() for c in chunks]
-        )
         manifest.add_intents(row.file_id for _, row in rows)
-        written = vault.write_chunks(records, entries, english)
+        written = vault.write_chunks(records, entries, self._embed_english(english))
         replaced = [change.old.file_id for change, _ in rows if change.old is not None]
         with manifest.transaction():
             for _, row in rows:
