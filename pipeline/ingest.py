@@ -460,11 +460,8 @@ class Ingestor:
         if ENGLISH in self.vault.store.spaces:
             for chunk in self.vault.store.get_file_chunks(old.file_id, ENGLISH):
                 new_id = _chunk_id(file_id, chunk.meta["n"])
-                english.append(
-                    ChunkRecord(
-                        new_id, chunk.embedding, _english_meta({**chunk.meta, "client": client_id})
-                    )
-                )
+                meta = {**chunk.meta, "client": client_id, "file": file_id}
+                english.append(ChunkRecord(new_id, chunk.embedding, _english_meta(meta)))
         self.vault.manifest.add_intents([file_id])
         self.vault.write_chunks(records, entries, english)
         return file_id

@@ -155,6 +155,25 @@ def test_a_file_moved_to_another_client_is_found_by_keywords_there(
 
 
 @pytest.mark.integration
+def test_an_english_file_moved_to_another_client_keeps_its_english_vectors(
+    hc: Huisclos, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, dupont = hc.vault.store, hc.vault.keys.client_id("Dupont SARL")
+
+    def dupont_english() -> int:
+        rows = [r for r in hc.vault.manifest.all_files() if r.client_id == dupont]
+        return sum(len(store.get_file_chunks(r.file_id, ENGLISH)) for r in rows)
+
+    before, total = dupont_english(), len(store.ids(ENGLISH))
+    (tree / "Acme Ltd" / "minutes.txt").rename(tree / "Dupont SARL" / "minutes.txt")
+    english = load_model(hc.settings.embedding_model_en or "", hc.settings.threads)
+    monkeypatch.setattr(english, "embed", lambda texts, query=False: pytest.fail("re-embedded"))
+    assert hc.index(tree).moved == 1
+    assert len(store.ids(ENGLISH)) == total  # re-filed under Dupont's ids, none lost
+    assert dupont_english() > before
+
+
+@pytest.mark.integration
 def test_a_vault_without_keyword_index_gets_one_without_re_embedding(
     tree: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
