@@ -101,7 +101,14 @@ class Settings(BaseSettings):
     # Store
     chroma_host: str | None = None
     chroma_port: int = 8000
-    collection: str = "huisclos"
+    collection: str | None = Field(
+        None,
+        description=(
+            "Chroma collection of this vault. Default: 'huisclos' in the embedded store; on a "
+            "Chroma server, a name derived from the vault's key, so that the vaults of several "
+            "watchers share one server without meeting."
+        ),
+    )
     write_batch_size: int = Field(512, ge=1, le=5000)
 
     # Keys

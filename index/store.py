@@ -9,6 +9,12 @@ table stays empty, and Chroma never embeds anything itself.
 With ``Settings.embedding_model_en``, a second collection (the ``ENGLISH``
 space, ``<collection>-en``) holds a second embedding of the English chunks,
 by a model specialised in English, under the same ids and without payload.
+
+Several vaults on one Chroma server (one watcher per file server): each
+collection is stamped with its vault's ``owner`` id (a keyed hash, stable
+across master-key rotations) and a store refuses a collection stamped by
+another vault. On a server, the default collection name is derived from that
+id, so vaults never meet unless told to use the same name.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ MAIN = ""
 ENGLISH = "en"
 """The space of English chunks' second embedding (``Settings.embedding_model_en``)."""
 _MARKER = "changed"
+_OWNER = "huisclos:vault"
+"""Collection metadata key: the id of the vault that owns the collection."""
 _WRITTEN_HERE: set[str] = set()
 """Generations written by this process (its own in-memory index is up to date)."""
 
@@ -88,8 +96,12 @@ def _validate(meta: ChunkMeta, *, payload: bool = True) -> None:
 class EncryptedStore:
     """Chroma, embedded (``PersistentClient``) or a server (``HttpClient``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, owner: str = "") -> None:
         self._settings = settings
+        self._owner = owner
+        self.collection = settings.collection or (
+            f"huisclos-{owner[:16]}" if settings.chroma_host and owner else "huisclos"
+        )
         self.spaces: tuple[str, ...] = (MAIN, ENGLISH) if settings.embedding_model_en else (MAIN,)
         self._batch = settings.write_batch_size
         self._marker = None if settings.chroma_host else settings.home / "chroma" / _MARKER
@@ -122,6 +134,9 @@ class EncryptedStore:
                     )
                 else:
                     self._collections[space] = self._create(name)
+                self._claim(self._collections[space])
+        except StoreError:
+            raise
         except Exception as exc:
             where = (
                 f"the Chroma server {settings.chroma_host}:{settings.chroma_port}"
@@ -131,12 +146,32 @@ class EncryptedStore:
             raise StoreError(f"cannot open {where}: {exc}") from exc
 
     def _name(self, space: str) -> str:
-        return self._settings.collection + (f"-{space}" if space else "")
+        return self.collection + (f"-{space}" if space else "")
 
     def _create(self, name: str) -> Any:
+        metadata = {"hnsw:space": "cosine"}
+        if self._owner:
+            metadata[_OWNER] = self._owner
         return self._client.get_or_create_collection(
-            name, embedding_function=None, metadata={"hnsw:space": "cosine"}
+            name, embedding_function=None, metadata=metadata
         )
+
+    def _claim(self, collection: Any) -> None:
+        """Refuse another vault's collection; stamp one made before stamps existed."""
+        if not self._owner:
+            return
+        stamp = (collection.metadata or {}).get(_OWNER)
+        if stamp == self._owner:
+            return
+        if stamp:
+            raise StoreError(
+                f"the collection {collection.name!r} belongs to another vault; give this vault "
+                "a collection of its own (setting `collection`, e.g. the file server's name), "
+                "or leave it unset"
+            )
+        # Only the stamp: Chroma refuses a metadata change naming the distance, and
+        # keeps the distance (in the collection's configuration) without it.
+        collection.modify(metadata={_OWNER: self._owner})
 
     def _names(self) -> set[str]:
         return {getattr(c, "name", c) for c in self._client.list_collections()}

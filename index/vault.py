@@ -82,7 +82,7 @@ class Vault:
         self.manifest = Manifest(home / "manifest.sqlite3")
         self.keys = KeyChain(master, self.manifest, reload=lambda: load_master_key(settings))
         del master
-        self.store = EncryptedStore(settings)
+        self.store = EncryptedStore(settings, owner=self.keys.blind("store", "owner"))
         self.sparse = SparseIndex(home / "sparse.sqlite3", k1=settings.bm25_k1, b=settings.bm25_b)
         self.audit = AuditLog(home / AUDIT_FILE, self.keys.audit_key)
         self._registered: dict[str, ClientCipher] = {}

@@ -142,8 +142,13 @@ class Converter:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def map(self, files: Iterable[SourceFile]) -> Iterator[Converted]:
-        """Convert files, yielding results as they complete (bounded in flight)."""
+    def map(self, files: Iterable[SourceFile], lookahead: int = 64) -> Iterator[Converted]:
+        """Convert files, yielding results as they complete.
+
+        At most ``lookahead`` files are queued or converted but not yet taken by the
+        caller: enough for the workers to prepare the caller's next batch while it
+        embeds this one, and a bound on memory.
+        """
         if self._workers == 0:
             if not self._prepared:
                 prepare()
@@ -153,7 +158,7 @@ class Converter:
             return
         self.start()
         assert self._pool is not None
-        limit = self._workers * 8  # enough queued work to keep converting while we embed
+        limit = max(lookahead, self._workers)
         pending: dict[Future[Converted], SourceFile] = {}
         try:
             queue = iter(files)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -69,3 +71,90 @@ def test_unreachable_server_is_a_clear_store_error() -> None:
     settings = load_settings(key_source="file", chroma_host="127.0.0.1", chroma_port=_free_port())
     with pytest.raises(StoreError, match="cannot open the Chroma server"):
         Huisclos(settings)
+
+
+def _watcher(root: Path, home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "HUISCLOS_HOME": str(home),
+        "HUISCLOS_KEY_SOURCE": "file",
+        "HUISCLOS_CHROMA_HOST": "127.0.0.1",
+        "HUISCLOS_CHROMA_PORT": str(port),
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "huisclos.pipeline.cli", "watch", str(root)],
+            env=env, stdout=out, stderr=out,
+        )  # fmt: skip
+
+
+def _indexed(home: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{home / 'manifest.sqlite3'}?mode=ro", uri=True) as db:
+            return int(
+                db.execute("SELECT count(*) FROM files WHERE state = 'indexed'").fetchone()[0]
+            )
+    except sqlite3.Error:
+        return -1
+
+
+def test_two_watchers_write_into_one_server_without_meeting(
+    tmp_path: Path, chroma_port: int
+) -> None:
+    """One watcher per file server, both on one Chroma server, writing at the same time:
+    each vault gets its own collections and finds only its own files."""
+    servers = {"paris": "Cabinet Paris", "lyon": "Cabinet Lyon"}
+    roots = {name: tmp_path / name / "Clients" for name in servers}
+    for root in roots.values():
+        (root / "Martin").mkdir(parents=True)
+    watchers = [
+        _watcher(roots[name], tmp_path / name / "vault", chroma_port, tmp_path / f"{name}.log")
+        for name in servers
+    ]
+    try:
+        time.sleep(8)  # both watching: their first scans are done or under way
+        for n in range(40):  # the two file servers receive files at the same time
+            for name, firm in servers.items():
+                (roots[name] / "Martin" / f"note-{n:02}.txt").write_text(
+                    f"{firm} : note {n} du dossier Martin, honoraires de {100 + n} euros.\n"
+                    f"Le code de ce bureau est {name.upper()}-{n:02}.",
+                    encoding="utf-8",
+                )
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if all(_indexed(tmp_path / name / "vault") == 40 for name in servers):
+                break
+            assert all(w.poll() is None for w in watchers), "a watcher died"
+            time.sleep(0.5)
+        else:
+            pytest.fail("the two watchers did not index their 40 files within 240 s")
+    finally:
+        for watcher in watchers:
+            watcher.terminate()
+            watcher.wait(timeout=60)
+
+    collections = set()
+    for name, firm in servers.items():
+        settings = load_settings(
+            home=tmp_path / name / "vault", key_source="file",
+            chroma_host="127.0.0.1", chroma_port=chroma_port,
+        )  # fmt: skip
+        with Huisclos(settings) as hc:
+            collections.add(hc.vault.store.collection)
+            assert hc.vault.store.count() == 40
+            hits = hc.search(f"code du bureau {name.upper()}-07", top_k=3)
+            assert hits[0].path == "Martin/note-07.txt"
+            assert all(firm in hit.text for hit in hits)  # never the other vault's chunks
+            assert hc.index(roots[name]).chunks_written == 0
+    assert len(collections) == 2
+
+
+def test_a_collection_of_another_vault_is_refused(tmp_path: Path, chroma_port: int) -> None:
+    shared = {"chroma_host": "127.0.0.1", "chroma_port": chroma_port, "collection": "cabinet"}
+    with Huisclos(load_settings(home=tmp_path / "a", key_source="file", **shared)) as hc:
+        assert hc.vault.store.collection == "cabinet"
+    with pytest.raises(StoreError, match="belongs to another vault"):
+        Huisclos(load_settings(home=tmp_path / "b", key_source="file", **shared))
+    # its owner opens it again
+    with Huisclos(load_settings(home=tmp_path / "a", key_source="file", **shared)) as hc:
+        assert hc.vault.store.count() == 0

@@ -285,7 +285,7 @@ def test_turning_the_english_model_off_deletes_its_vectors(tree: Path) -> None:
     with _open(tree, embedding_model_en="") as hc:
         assert hc.vault.store.spaces == ("",)
         names = {c.name for c in hc.vault.store._client.list_collections()}
-        assert hc.settings.collection + "-en" not in names
+        assert hc.vault.store.collection + "-en" not in names
         assert hc.search("Who approved the dividend?", top_k=1)[0].path == "Acme Ltd/minutes.txt"
 
 
