@@ -166,7 +166,7 @@ class Manifest(LocalDatabase):
 
     def invalidate(self, file_ids: Iterable[str]) -> None:
         """Make the next index run re-read these files (their stored records are bad)."""
-        self._db.executemany(
+        self.write_many(
             "UPDATE files SET content_id = NULL, size = -1 WHERE file_id = ?",
             [(file_id,) for file_id in file_ids],
         )
@@ -193,8 +193,7 @@ class Manifest(LocalDatabase):
         return ids
 
     def queue_remove(self, ids: Iterable[int]) -> None:
-        with self.transaction():
-            self._db.executemany("DELETE FROM watch_queue WHERE id = ?", [(i,) for i in ids])
+        self.write_many("DELETE FROM watch_queue WHERE id = ?", [(i,) for i in ids])
 
     def queue_length(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM watch_queue").fetchone()[0])
@@ -208,13 +207,13 @@ class Manifest(LocalDatabase):
 
     def add_intents(self, file_ids: Iterable[str]) -> None:
         now = time.time()
-        self._db.executemany(
+        self.write_many(
             "INSERT OR IGNORE INTO intents(file_id, created) VALUES (?, ?)",
             [(file_id, now) for file_id in file_ids],
         )
 
     def clear_intents(self, file_ids: Iterable[str]) -> None:
-        self._db.executemany("DELETE FROM intents WHERE file_id = ?", [(f,) for f in file_ids])
+        self.write_many("DELETE FROM intents WHERE file_id = ?", [(f,) for f in file_ids])
 
     def pending_intents(self) -> list[str]:
         """File ids whose chunks may be in the store but belong to no file."""
@@ -320,7 +319,7 @@ class Manifest(LocalDatabase):
             self._db.execute(sql, (client_id,))
 
     def delete_file_ids(self, file_ids: Iterable[str]) -> None:
-        self._db.executemany("DELETE FROM files WHERE file_id = ?", [(f,) for f in file_ids])
+        self.write_many("DELETE FROM files WHERE file_id = ?", [(f,) for f in file_ids])
 
     # exclusions: what was forgotten and must not be indexed again unasked ----
 

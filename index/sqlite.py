@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,6 +67,18 @@ class LocalDatabase:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def write_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """``executemany`` as one transaction (the caller's, if one is open).
+
+        In autocommit mode each row would be its own durable commit: one fsync
+        per row, which made recording a batch's intents take 0.5 s.
+        """
+        if self.db.in_transaction:
+            self.db.executemany(sql, rows)
+            return
+        with self.transaction():
+            self.db.executemany(sql, rows)
 
     def compact(self) -> None:
         """Rewrite the database so that no erased byte remains in it or in its WAL."""

@@ -53,7 +53,11 @@ Progress = Callable[[int, int], None]
 
 EMPTY = "empty: no text found"
 _BATCH_ELEMENTS = 400
-_BATCH_FILES = 32
+"""A batch is embedded and written once it holds this many text elements..."""
+_BATCH_FILES = 256
+"""...or this many files: each batch costs a few fsyncs, which dominate for small files."""
+_LOOKAHEAD = 48
+"""Files converted ahead of the batch being embedded (bounds the memory they hold)."""
 
 
 @dataclass(slots=True)
@@ -492,7 +496,7 @@ class Ingestor:
         by_file = {(change.file.root, change.file.rel): change for change in changes}
         done = 0
         for batch in self._batches(
-            self._converter.map((change.file for change in changes), lookahead=2 * _BATCH_FILES)
+            self._converter.map((change.file for change in changes), lookahead=_LOOKAHEAD)
         ):
             self._write_batch([(by_file[(c.file.root, c.file.rel)], c) for c in batch], report)
             done += len(batch)
