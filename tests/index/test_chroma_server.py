@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import pytest
 from huisclos.config import StoreError, load_settings
 from huisclos.pipeline import Huisclos
 from tests.conftest import SAMPLE
+from tests.fakes.ollama import FakeOllama
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +160,29 @@ def test_a_collection_of_another_vault_is_refused(tmp_path: Path, chroma_port: i
     # its owner opens it again
     with Huisclos(load_settings(home=tmp_path / "a", key_source="file", **shared)) as hc:
         assert hc.vault.store.count() == 0
+
+
+def test_the_scale_out_configuration_answers_with_a_citation(
+    tmp_path: Path, chroma_port: int
+) -> None:
+    """Store on a Chroma server, generator on an Ollama server: a cited answer."""
+    root = tmp_path / "Clients"
+    shutil.copytree(SAMPLE, root)
+
+    def reply(body: dict[str, object]) -> str:
+        prompt = json.dumps(body, ensure_ascii=False)
+        return "Le préavis est de trois mois [1]." if "préavis" in prompt else "Je ne sais pas."
+
+    with FakeOllama(models=["qwen2.5:7b-instruct"], reply=reply) as ollama:
+        settings = load_settings(
+            key_source="file", convert_workers=0, chroma_host="127.0.0.1",
+            chroma_port=chroma_port, generator="ollama", ollama_url=ollama.url,
+        )  # fmt: skip
+        with Huisclos(settings) as hc:
+            hc.index(root)
+            answer = hc.ask("Quel est le préavis de résiliation du contrat ?", client="Dupont SARL")
+    assert answer.answer == "Le préavis est de trois mois [1]."
+    assert answer.backend == "ollama"
+    assert [c.path for c in answer.citations] == ["Dupont SARL/contrat-prestation.md"]
+    # the passage read from the server's store reached the Ollama server
+    assert "avant la clôture" in json.dumps(ollama.chat_requests[-1], ensure_ascii=False)
