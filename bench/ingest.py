@@ -154,7 +154,7 @@ def huisclos_run(root: Path, home: Path, **overrides: Any) -> dict[str, Any]:
     return {
         "embedding_model": settings.embedding_model,
         "embedding_model_en": settings.embedding_model_en,
-        "convert_workers": settings.convert_workers,
+        "convert_workers": settings.conversion_workers,
         "startup_seconds": round(startup, 2),
         "indexed": first.added,
         "failed": first.failed,

@@ -28,7 +28,7 @@ from pydantic_settings import (
 
 from huisclos.config.errors import ConfigError
 
-__all__ = ["Settings", "default_home", "load_settings"]
+__all__ = ["Settings", "default_cache_dir", "default_home", "load_settings"]
 
 CONFIG_FILE = "config.toml"
 
@@ -40,6 +40,14 @@ def default_home() -> Path:
         return Path(env).expanduser()
     data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data) / "huisclos"
+
+
+def default_cache_dir() -> Path:
+    """Where huisclos keeps files it can rebuild (e.g. ONNX exports of packaged models):
+    ``$XDG_CACHE_HOME/huisclos``, by default ``~/.cache/huisclos``. Nothing in it is
+    client data."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser() / "huisclos"
 
 
 class Settings(BaseSettings):
@@ -75,7 +83,15 @@ class Settings(BaseSettings):
     ocr_languages: str = "fra+eng"
     max_file_mb: float = Field(200.0, gt=0)
     file_timeout_seconds: float = Field(600.0, gt=0)
-    convert_workers: int = Field(1, ge=0, description="0: convert in the main process.")
+    convert_workers: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Conversion processes; 0: convert in the main process; none: half the CPU cores, "
+            "at least one (the embedder uses the cores too: on 2 cores, a second converter "
+            "made text corpora slower)."
+        ),
+    )
     ignore_patterns: tuple[str, ...] = ("~$*", ".~lock.*", "*.tmp", "*.temp", "*.swp", "*~", ".*")
 
     # Retrieval
@@ -260,6 +276,13 @@ class Settings(BaseSettings):
     def generation_threads(self) -> int:
         """Threads for the embedded language model."""
         return self.llm_threads or (os.cpu_count() or 1)
+
+    @property
+    def conversion_workers(self) -> int:
+        """Conversion processes (0: in the main process)."""
+        if self.convert_workers is not None:
+            return self.convert_workers
+        return max(1, (os.cpu_count() or 1) // 2)
 
     @property
     def threads(self) -> int:

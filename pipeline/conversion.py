@@ -103,7 +103,7 @@ class Converter:
     """Converts files, in a process pool or (``convert_workers=0``) in-process."""
 
     def __init__(self, settings: Settings) -> None:
-        self._workers = settings.convert_workers
+        self._workers = settings.conversion_workers
         self._ocr = settings.ocr_languages
         self._max_bytes = int(settings.max_file_mb * 1024 * 1024)
         self._timeout = settings.file_timeout_seconds
