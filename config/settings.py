@@ -126,6 +126,15 @@ class Settings(BaseSettings):
         ),
     )
     write_batch_size: int = Field(512, ge=1, le=5000)
+    batch_files: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description=(
+            "Files embedded and committed together (fewer when their text is long): each "
+            "commit costs a few fsyncs, which dominate for small files."
+        ),
+    )
 
     # Keys
     key_source: Literal["auto", "keyring", "file", "passphrase"] = "auto"

@@ -27,6 +27,7 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -53,9 +54,8 @@ Progress = Callable[[int, int], None]
 
 EMPTY = "empty: no text found"
 _BATCH_ELEMENTS = 400
-"""A batch is embedded and written once it holds this many text elements..."""
-_BATCH_FILES = 256
-"""...or this many files: each batch costs a few fsyncs, which dominate for small files."""
+"""A batch is embedded and written once it holds this many text elements, or
+``Settings.batch_files`` files."""
 _LOOKAHEAD = 48
 """Files converted ahead of the batch being embedded (bounds the memory they hold)."""
 
@@ -212,6 +212,7 @@ class Ingestor:
         self._excluded: dict[str, set[str]] = {"client": set(), "path": set()}
         self._converter = Converter(self.settings)
         self._converter.start()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="huisclos-write")
 
     def warm_up(self) -> None:
         """Load the embedding models and the conversion workers' parsers."""
@@ -221,8 +222,9 @@ class Ingestor:
         self._converter.wait_ready()
 
     def close(self) -> None:
-        """Stop the conversion workers."""
+        """Stop the conversion workers and the writer thread."""
         self._converter.close()
+        self._writer.shutdown(wait=True)
 
     # --- the run --------------------------------------------------------------
 
@@ -495,22 +497,36 @@ class Ingestor:
             return
         by_file = {(change.file.root, change.file.rel): change for change in changes}
         done = 0
-        for batch in self._batches(
-            self._converter.map((change.file for change in changes), lookahead=_LOOKAHEAD)
-        ):
-            self._write_batch([(by_file[(c.file.root, c.file.rel)], c) for c in batch], report)
-            done += len(batch)
-            if progress:
-                progress(done, len(changes))
+        # Two stages: this thread chunks and embeds a batch while a writer thread
+        # encrypts, writes and records the previous one (at most one batch waits).
+        # (one long-lived writer thread: its SQLite connections are reused, not leaked)
+        writing: Future[int] | None = None
+        try:
+            for batch in self._batches(
+                self._converter.map((change.file for change in changes), lookahead=_LOOKAHEAD)
+            ):
+                files = [
+                    (by_file[(c.file.root, c.file.rel)], c, secrets.token_hex(16)) for c in batch
+                ]
+                embedded = self._embed(files)
+                if writing is not None:
+                    done += writing.result()
+                    if progress:
+                        progress(done, len(changes))
+                writing = self._writer.submit(self._write_batch, files, embedded, report)
+        finally:
+            if writing is not None:
+                done += writing.result()  # never leave a write running: the caller holds the lock
+        if progress:
+            progress(done, len(changes))
 
-    @staticmethod
-    def _batches(results: Iterator[Converted]) -> Iterator[list[Converted]]:
+    def _batches(self, results: Iterator[Converted]) -> Iterator[list[Converted]]:
         batch: list[Converted] = []
         elements = 0
         for result in results:
             batch.append(result)
             elements += len(result.elements)
-            if elements >= _BATCH_ELEMENTS or len(batch) >= _BATCH_FILES:
+            if elements >= _BATCH_ELEMENTS or len(batch) >= self.settings.batch_files:
                 yield batch
                 batch, elements = [], 0
         if batch:
@@ -607,10 +623,14 @@ class Ingestor:
             total.update(count_personal_data(element.text, names=names))
         return json.dumps(dict(sorted(total.items()))) if total else None
 
-    def _write_batch(self, converted: list[tuple[_Change, Converted]], report: IndexReport) -> None:
+    def _write_batch(
+        self,
+        batch: list[tuple[_Change, Converted, str]],
+        by_file: dict[str, list[Document]],
+        report: IndexReport,
+    ) -> int:
+        """Encrypt and write a batch's chunks, then commit its files; returns how many files."""
         vault, manifest = self.vault, self.vault.manifest
-        batch = [(change, result, secrets.token_hex(16)) for change, result in converted]
-        by_file = self._embed(batch)
         records: list[ChunkRecord] = []
         entries: list[SparseEntry] = []
         english: list[tuple[ChunkRecord, str]] = []
@@ -665,3 +685,4 @@ class Ingestor:
                 report.added += 1
             else:
                 report.updated += 1
+        return len(batch)

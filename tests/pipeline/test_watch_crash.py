@@ -53,7 +53,12 @@ class _Service:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, until: str = "running") -> None:
-        env = {**os.environ, "HUISCLOS_HOME": str(self.home), "HUISCLOS_KEY_SOURCE": "file"}
+        env = {
+            **os.environ,
+            "HUISCLOS_HOME": str(self.home),
+            "HUISCLOS_KEY_SOURCE": "file",
+            "HUISCLOS_BATCH_FILES": "32",  # several commits in the batch, to kill in between
+        }
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [*HUISCLOS, "-v", "watch", str(self.root)], env=env, stderr=log, stdout=log
