@@ -250,6 +250,8 @@ class _Pending:
     complete: bool
     first: float
     last: float
+    written: bool = False
+    """Content was written to it (a modified event) since it became pending."""
 
 
 class _Collector:
@@ -316,6 +318,7 @@ class _Collector:
                 self._note(source, Change.added, is_dir, is_dir, now)
             elif isinstance(event, FileModifiedEvent):
                 self._note(source, Change.modified, False, False, now)
+                self._pending[source].written = True
             else:
                 return
             self._cond.notify_all()
@@ -360,10 +363,32 @@ class _Collector:
                 for (root, rel), item in self._pending.items()
                 if item.is_dir and item.change is Change.added
             }
+            # ...but not while a file in it is still being written: its scan would
+            # read the file half-way (a folder created, then a large file copied in)
+            # (with inotify, files listed by watchdog in a folder moved in only have
+            # "created"; polling cannot tell them from files being written)
+            writing = [
+                (root, rel)
+                for (root, rel), item in self._pending.items()
+                if (item.written or self._modes(root) == "polling")
+                and not self._ready((root, rel), item, now)
+            ]
+            new_dirs = {
+                (root, d)
+                for root, d in new_dirs
+                if not any(r == root and rel.startswith(d) for r, rel in writing)
+            }
             ready = [
                 (root, rel)
                 for (root, rel), item in self._pending.items()
-                if self._ready((root, rel), item, now)
+                if (
+                    self._ready((root, rel), item, now)
+                    and not (
+                        item.is_dir
+                        and item.change is Change.added
+                        and (root, rel + "/") not in new_dirs
+                    )
+                )
                 or any(r == root and rel.startswith(d) for r, d in new_dirs)
             ]
             if len(ready) < len(self._pending):

@@ -8,6 +8,7 @@ only its file down: the pool is rebuilt and the run goes on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -20,13 +21,14 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from huisclos.config import ParseError, Settings, install_network_guard
 from huisclos.connectors.convert import TextElement, convert_file, prepare
 from huisclos.connectors.scan import SourceFile
 
-__all__ = ["CRASHED", "Converted", "Converter"]
+__all__ = ["CRASHED", "Converted", "Converter", "content_hash"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,21 @@ class Converted:
     file: SourceFile
     elements: list[TextElement]
     reason: str | None = None
+    digest: str | None = None
+    """sha256 of the file's bytes, read right after converting it (None: not read)."""
+
+
+def content_hash(path: Path) -> str:
+    """The sha256 of a file's bytes, in hex.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class _Timeout(BaseException):
@@ -79,6 +96,19 @@ def _worker_init(allowed_hosts: tuple[str, ...], scratch: str) -> None:
     prepare()
 
 
+def _digest(file: SourceFile) -> str | None:
+    """The hash of the file as scanned; None if it cannot be read or changed since the
+    scan (its row then has no content id, and the next scan converts it again)."""
+    try:
+        digest = content_hash(file.path)
+        after = file.path.stat()
+    except OSError:
+        return None
+    if (after.st_size, after.st_mtime_ns) != (file.size, file.mtime_ns):
+        return None
+    return digest
+
+
 def convert_with_limit(
     file: SourceFile, ocr_languages: str, max_bytes: int, timeout: float
 ) -> Converted:
@@ -89,9 +119,9 @@ def convert_with_limit(
         elements = convert_file(
             file.path, file.kind, ocr_languages=ocr_languages, max_bytes=max_bytes
         )
-        return Converted(file, elements)
+        return Converted(file, elements, digest=_digest(file))
     except ParseError as exc:
-        return Converted(file, [], exc.reason)
+        return Converted(file, [], exc.reason, digest=_digest(file))
     except _Timeout:
         return Converted(file, [], TIMED_OUT)
     finally:

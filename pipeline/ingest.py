@@ -19,7 +19,6 @@ orphan once the next run starts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
@@ -42,7 +41,7 @@ from huisclos.index.sparse import SparseEntry, sparse_entry
 from huisclos.index.store import ENGLISH, ChunkMeta, ChunkRecord
 from huisclos.index.vault import Vault
 from huisclos.pipeline.chunking import TokenChunker
-from huisclos.pipeline.conversion import Converted, Converter
+from huisclos.pipeline.conversion import Converted, Converter, content_hash
 from huisclos.pipeline.embedding import DocumentEmbedder
 
 __all__ = ["IndexReport", "Ingestor", "build_ingest_pipeline", "recover", "sync_keyword_index"]
@@ -174,14 +173,6 @@ def _keywords(
     return sparse_entry(cipher, chunk_id, file_id, payload["text"], labels)
 
 
-def _content_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _chunk_id(file_id: str, n: int) -> str:
     return f"{file_id}-{n}"
 
@@ -191,7 +182,8 @@ class _Change:
     file: SourceFile
     root_id: str
     path_id: str
-    content_id: str
+    content_id: str | None
+    """None: not hashed yet (a new file that cannot be a move); the conversion hashes it."""
     old: FileRecord | None
 
 
@@ -328,10 +320,18 @@ class Ingestor:
         by_content: dict[str | None, list[str]] = {}
         for pid, row in missing.items():
             by_content.setdefault(row.content_id, []).append(pid)
+        # A move has the size of a vanished file: only those new files, and changed
+        # ones, are hashed now. The others are hashed by the conversion worker that
+        # reads them anyway (a first index of a share does not read it twice, and
+        # starts converting at once instead of after hashing every byte).
+        sizes = {row.size for row in missing.values()}
         changes: list[_Change] = []
         for file, path_id, old in candidates:
+            if old is None and scope is None and file.size not in sizes:
+                changes.append(_Change(file, root_id, path_id, None, old))
+                continue
             try:
-                content_id = keys.blind("content", _content_hash(file.path))
+                content_id = keys.blind("content", content_hash(file.path))
             except OSError:  # vanished since the scan
                 if old is not None:
                     missing[path_id] = old
@@ -615,6 +615,12 @@ class Ingestor:
             log.info("English model: %d chunks embedded that lacked it", done)
         return done
 
+    def _content_id(self, converted: Converted) -> str | None:
+        """The blind content id of a converted file (None: unread, or changed since the scan)."""
+        if converted.digest is None:
+            return None
+        return self.vault.keys.blind("content", converted.digest)
+
     def _personal(self, converted: Converted) -> str | None:
         """Counts of personal identifiers in a file's text, as JSON (None: none found)."""
         names = self.settings.personal_data_names
@@ -654,7 +660,7 @@ class Ingestor:
                 client_id=cipher.client_id,
                 file_id=file_id,
                 path_ct=cipher.encrypt(file.rel, file_id),
-                content_id=change.content_id,
+                content_id=change.content_id or self._content_id(result),
                 kind=file.kind,
                 size=file.size,
                 mtime_ns=file.mtime_ns,

@@ -237,6 +237,26 @@ def test_files_of_a_new_directory_come_with_it(fake: tuple[FakeSource, Callable[
     ]
 
 
+def test_a_new_directory_waits_for_a_file_being_written_in_it(
+    fake: tuple[FakeSource, Callable[..., Run]],
+) -> None:
+    # its scan would otherwise read the file half-written
+    source, start = fake
+    run = start(settle_seconds=5.0)
+    source.send(
+        DirCreatedEvent(p("Grand livre")),
+        FileCreatedEvent(p("Grand livre/2026.txt")),
+        FileModifiedEvent(p("Grand livre/2026.txt")),
+    )
+    time.sleep(0.3)
+    assert run.batches == []
+    source.send(
+        FileModifiedEvent(p("Grand livre/2026.txt")), FileClosedEvent(p("Grand livre/2026.txt"))
+    )
+    time.sleep(0.3)
+    assert run.simple() == [{("added", "Grand livre"), ("added", "Grand livre/2026.txt")}]
+
+
 def test_the_last_event_decides_between_added_modified_and_deleted(
     fake: tuple[FakeSource, Callable[..., Run]],
 ) -> None:
