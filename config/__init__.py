@@ -28,7 +28,12 @@ from huisclos.config.errors import (  # noqa: E402
     VaultKeyError,
 )
 from huisclos.config.privacy import allow_hosts, install_network_guard  # noqa: E402
-from huisclos.config.settings import Settings, default_home, load_settings  # noqa: E402
+from huisclos.config.settings import (  # noqa: E402
+    Settings,
+    default_cache_dir,
+    default_home,
+    load_settings,
+)
 
 __all__ = [
     "ConfigError",
@@ -44,6 +49,7 @@ __all__ = [
     "VaultKeyError",
     "allow_hosts",
     "apply_privacy_switches",
+    "default_cache_dir",
     "default_home",
     "install_network_guard",
     "load_settings",

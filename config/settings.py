@@ -70,9 +70,11 @@ class Settings(BaseSettings):
     )
     embedding_model_en: str | None = Field(
         "minilm",
-        description="A second model for English passages and questions (packaged "
-        "all-MiniLM-L6-v2 by default, or a local sentence-transformers directory); "
-        'English chunks are embedded by both. "" or none: only embedding_model.',
+        description="A second model for English passages and questions: packaged "
+        'all-MiniLM-L6-v2 by default ("minilm", through torch; "minilm-onnx" / "minilm-int8": '
+        "the same on ONNX Runtime, fp32 / int8, faster), or a local sentence-transformers "
+        'directory; English chunks are embedded by both. "" or none: only embedding_model. '
+        "Changing it re-embeds the English chunks at the next index run.",
     )
     embedding_threads: int = Field(0, ge=0, description="0: one per CPU core.")
     chunk_tokens: int = Field(200, ge=32, le=2048, description="Target chunk size in model tokens.")

