@@ -85,7 +85,7 @@ def watched(
         watch_mode=request.param,
         watch_quiet_ms=200,
         watch_poll_seconds=0.5,
-        watch_settle_seconds=2.5,
+        watch_settle_seconds=4.0,  # a loaded machine can stall a writer between its writes
     )
     stop = threading.Event()
     with Huisclos(settings) as hc:
