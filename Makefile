@@ -79,10 +79,11 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy config connectors index pipeline
 
+# Benchmarks (not tests): each writes bench/results/*.json and prints a table.
 bench: install
+	$(PY) bench/ingest.py --baseline office-text piaf-txt --rescan 10000 100000
+	$(PY) bench/watch.py --saves 60 --polling-saves 20 --burst 2000
 	$(PY) bench/retrieval.py
-	$(PY) bench/ingest.py
-	$(PY) bench/watch.py
 	$(PY) bench/privacy.py
 
 # Retrieval and answer quality on the dev sets in ../shared/data (read in place, never copied).
