@@ -187,7 +187,7 @@ def test_switching_the_english_model_re_embeds_english_chunks(tmp_path: Path) ->
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text, encoding="utf-8")
     common = {"key_source": "file", "convert_workers": 0}
-    with Huisclos(load_settings(**common)) as hc:
+    with Huisclos(load_settings(embedding_model_en="minilm", **common)) as hc:
         hc.index(root)
         english = hc.vault.store.count(ENGLISH)
     assert english >= 2
