@@ -85,6 +85,7 @@ bench: install
 	$(PY) bench/watch.py --saves 60 --polling-saves 20 --burst 2000
 	$(PY) bench/retrieval.py
 	$(PY) bench/privacy.py
+	$(PY) bench/scale.py --sizes 10k,100k,1M --server-sizes 10k,100k
 
 # Retrieval and answer quality on the dev sets in ../shared/data (read in place, never copied).
 DATA ?= ../shared/data

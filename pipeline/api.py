@@ -115,6 +115,8 @@ class Huisclos:
             self._answerer.generator.close()
         if self._ingestor is not None:
             self._ingestor.close()
+        if self._searcher is not None:
+            self._searcher.close()
         self.vault.close()
 
     def index(self, *roots: str | Path, progress: Progress | None = None) -> IndexReport:

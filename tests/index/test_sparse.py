@@ -161,3 +161,143 @@ def test_an_index_made_before_languages_were_kept_is_opened_and_marked_outdated(
     index = SparseIndex(path)
     assert index.outdated  # the next index run rebuilds it, languages included
     assert index.count_in("en") == 0
+
+
+# --- large indexes: impact order, kept document frequencies, bounded reading ----------
+
+WORDS = [
+    "contrat",
+    "facture",
+    "bail",
+    "devis",
+    "relance",
+    "acompte",
+    "solde",
+    "echeance",
+    "note",
+    "courrier",
+]
+
+
+def _large(path: Path, **limits: int) -> SparseIndex:
+    """300 chunks of two clients: "contrat" in all, "loyer" in a third, "avenant" in three."""
+    index = SparseIndex(path, **limits)
+    entries = []
+    for n in range(300):
+        cipher = DUPONT if n % 2 else ACME
+        words = ["contrat"] * (1 + n % 3) + [WORDS[1 + n % 9]] * (n % 4) + ["relance"] * (n % 5)
+        if n % 3 == 0:
+            words.append("loyer")
+        if n in (7, 150, 299):
+            words += ["avenant", "avenant"]
+        entries.append(sparse_entry(cipher, f"f{n}-0", f"f{n}", " ".join(words)))
+    index.add(entries)
+    return index
+
+
+def _counted(index: SparseIndex) -> dict[int, int]:
+    rows = index.db.execute("SELECT term, COUNT(*) FROM postings GROUP BY term").fetchall()
+    return dict(rows)
+
+
+def test_document_frequencies_are_kept_through_adds_replacements_and_deletions(
+    tmp_path: Path,
+) -> None:
+    index = _large(tmp_path / "sparse.sqlite3")
+    kept = lambda: dict(index.db.execute("SELECT term, df FROM terms").fetchall())  # noqa: E731
+    assert kept() == _counted(index)
+    index.add([sparse_entry(DUPONT, "f1-0", "f1", "Clause de confidentialité.")])
+    index.delete_files(["f2", "f3", "nothing"])
+    assert kept() == _counted(index)
+    index.delete_client("acme")
+    assert kept() == _counted(index) and index.count() == 149
+    index.clear()
+    assert kept() == {} == _counted(index)
+
+
+def test_postings_are_kept_in_impact_order_within_a_term(tmp_path: Path) -> None:
+    index = SparseIndex(tmp_path / "sparse.sqlite3")
+    assert index.impact(2, 100) > index.impact(1, 100) > index.impact(1, 300) > 0
+    index.add(
+        [
+            sparse_entry(DUPONT, "f-0", "f", "contrat " + "mot " * 200),
+            sparse_entry(DUPONT, "f-1", "f", "contrat contrat"),
+            sparse_entry(DUPONT, "f-2", "f", "contrat bail"),
+        ]
+    )
+    (term,) = DUPONT.term_ids(["contrat"])
+    rows = index.db.execute(
+        "SELECT c.chunk FROM postings p JOIN chunks c ON c.id = p.chunk WHERE p.term = ? "
+        "ORDER BY p.impact DESC",
+        (term,),
+    ).fetchall()
+    assert [chunk for (chunk,) in rows] == ["f-1", "f-2", "f-0"]
+
+
+def test_a_bounded_search_reads_rare_terms_whole_and_gives_exact_scores(tmp_path: Path) -> None:
+    """A budget of 60 postings for 300 + 100 + 3: "avenant" is read whole and decides."""
+    path = tmp_path / "sparse.sqlite3"
+    exact = _large(path)  # the default budget holds the whole query
+    bounded = SparseIndex(path, budget=60, rescore=10)
+    clients = ["dupont", "acme"]
+    got = _search(bounded, "contrat loyer avenant", clients, top_k=5)
+    want = _search(exact, "contrat loyer avenant", clients, top_k=300)
+    assert len(want) == 300 and len(got) == 5
+    assert [c for c, _ in got[:3]] == [c for c, _ in want[:3]]  # the three with "avenant"
+    assert {c for c, _ in got[:3]} == {"f7-0", "f150-0", "f299-0"}
+    scores = dict(want)
+    for chunk, score in got:  # the chunks found have their exact scores, best first
+        assert score == pytest.approx(scores[chunk])
+    assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+
+
+def test_a_bounded_search_keeps_to_the_clients_searched(tmp_path: Path) -> None:
+    bounded = _large(tmp_path / "sparse.sqlite3", budget=40, rescore=10)
+    hits = _search(bounded, "contrat loyer avenant", ["acme"], top_k=10)
+    assert hits and all(int(chunk[1:].split("-")[0]) % 2 == 0 for chunk, _ in hits)
+
+
+def test_an_index_of_the_earlier_layout_is_searched_exactly_until_rebuilt(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "sparse.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE chunks(id INTEGER PRIMARY KEY, chunk TEXT NOT NULL UNIQUE, "
+        "file TEXT NOT NULL, client TEXT NOT NULL, length INTEGER NOT NULL, "
+        "lang TEXT NOT NULL DEFAULT '');"
+        "CREATE TABLE postings(term INTEGER NOT NULL, chunk INTEGER NOT NULL, "
+        "tf INTEGER NOT NULL, PRIMARY KEY (term, chunk)) WITHOUT ROWID;"
+        "CREATE INDEX postings_chunk ON postings(chunk);"
+        "CREATE TABLE stats(client TEXT PRIMARY KEY, chunks INTEGER NOT NULL, "
+        "terms INTEGER NOT NULL);"
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('analysis', '2');"
+    )
+    (term,) = DUPONT.term_ids(["contrat"])
+    db.execute("INSERT INTO chunks VALUES (1, 'f-0', 'f', 'dupont', 2, 'fr')")
+    db.execute("INSERT INTO postings VALUES (?, 1, 2)", (term,))
+    db.execute("INSERT INTO stats VALUES ('dupont', 1, 2)")
+    db.commit()
+    db.close()
+    index = SparseIndex(path)
+    assert index.outdated  # the next index run rebuilds it
+    assert [c for c, _ in _search(index, "contrat", ["dupont"])] == ["f-0"]
+    index.add([sparse_entry(DUPONT, "g-0", "g", "Le contrat.")])  # still writable
+    assert {c for c, _ in _search(index, "contrat", ["dupont"])} == {"f-0", "g-0"}
+    index.clear()
+    assert not index.outdated and index.count() == 0
+    index.add([sparse_entry(DUPONT, "h-0", "h", "Le contrat.")])
+    assert [c for c, _ in _search(index, "contrat", ["dupont"])] == ["h-0"]
+    columns = {row[1] for row in index.db.execute("PRAGMA table_info(postings)")}
+    assert "impact" in columns
+    assert dict(index.db.execute("SELECT term, df FROM terms").fetchall()) == {term: 1}
+
+
+def test_whether_a_language_is_held_is_told_without_counting(tmp_path: Path) -> None:
+    index = SparseIndex(tmp_path / "sparse.sqlite3")
+    assert not index.holds("en")
+    index.add([sparse_entry(ACME, "f-0", "f", "The engagement letter may be terminated.")])
+    assert index.holds("en") and not index.holds("fr")
