@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     ocr_languages: str = "fra+eng"
     max_file_mb: float = Field(200.0, gt=0)
     file_timeout_seconds: float = Field(600.0, gt=0)
+    file_memory_mb: float = Field(
+        3072.0,
+        gt=0,
+        description=(
+            "Memory a conversion process may hold (with the LibreOffice and tesseract it "
+            "starts) before it is killed and its file failed as too large."
+        ),
+    )
     convert_workers: int | None = Field(
         None,
         ge=0,

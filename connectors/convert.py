@@ -14,7 +14,8 @@ reasons and exception type names.
 This module checks the file and dispatches on its kind; the formats live in
 ``formats_text`` (plain text, markup), ``formats_office`` (Word, Excel,
 PowerPoint, ODF, LibreOffice for legacy files), ``formats_pdf`` (PDF, images,
-OCR) and ``formats_email`` (.eml, .msg, attachments). Example::
+OCR), ``formats_email`` (.eml, .msg, attachments) and ``formats_archive``
+(.zip, .mbox: each member its own source, zip-bomb limits). Example::
 
     from huisclos.connectors.convert import convert_file
 
@@ -34,8 +35,10 @@ from pathlib import Path
 import huisclos.config  # noqa: F401  (privacy switches before unstructured is imported)
 from huisclos.config.errors import ParseError
 from huisclos.connectors.elements import TextElement, ensure_unstructured
+from huisclos.connectors.formats_archive import convert_mbox, convert_zip
 from huisclos.connectors.formats_email import convert_eml, convert_msg
 from huisclos.connectors.formats_office import (
+    LIBREOFFICE_TARGETS,
     convert_docx,
     convert_legacy,
     convert_odt,
@@ -97,7 +100,11 @@ def prepare() -> None:
     failed as timed out for it.
     """
     import importlib
+    import warnings
 
+    # unstructured warns on every guessed text encoding: noise for the user, and the
+    # reason of a real failure is recorded per file anyway
+    warnings.filterwarnings("ignore", message="The file encoding was inferred")
     ensure_unstructured()
     for name in _PARSER_MODULES:
         importlib.import_module(name)
@@ -192,9 +199,16 @@ _HANDLERS: dict[str, _Handler] = {
     "md": convert_text,
     "rtf": convert_text,
     "csv": convert_text,
-    # attachments are converted by this same dispatcher, one level deeper
+    "tsv": convert_text,
+    "rst": convert_text,
+    "org": convert_text,
+    "epub": convert_text,
+    **{kind: convert_legacy for kind in LIBREOFFICE_TARGETS},
+    # attachments, members and messages are converted by this same dispatcher, one level deeper
     "eml": functools.partial(convert_eml, convert=_convert),
     "msg": functools.partial(convert_msg, convert=_convert),
+    "mbox": functools.partial(convert_mbox, convert=_convert),
+    "zip": functools.partial(convert_zip, convert=_convert),
     **{kind: convert_image for kind in IMAGE_KINDS},
 }
 assert set(_HANDLERS) == SUPPORTED_KINDS

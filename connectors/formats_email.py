@@ -34,12 +34,21 @@ from huisclos.connectors.reasons import (
     UNSUPPORTED,
 )
 
-__all__ = ["MAX_ATTACHMENT_DEPTH", "Converter", "convert_eml", "convert_msg"]
+__all__ = [
+    "CONTAINER_KINDS",
+    "MAX_ATTACHMENT_DEPTH",
+    "Converter",
+    "convert_attachment",
+    "convert_eml",
+    "convert_msg",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_ATTACHMENT_DEPTH = 3
-"""E-mails attached to e-mails are followed this deep."""
+"""E-mails attached to e-mails (and archives in archives) are followed this deep."""
+CONTAINER_KINDS = frozenset({"eml", "msg", "mbox", "zip"})
+"""Kinds that hold other files."""
 
 
 class Converter(Protocol):
@@ -58,7 +67,7 @@ def _safe_name(raw: str | None, fallback: str) -> str:
     return name if name and name not in {".", ".."} else fallback
 
 
-def _convert_attachment(
+def convert_attachment(
     name: str,
     data: bytes,
     mime: str | None,
@@ -66,16 +75,19 @@ def _convert_attachment(
     max_bytes: int | None,
     depth: int,
     convert: Converter,
+    kind: str | None = None,
 ) -> list[TextElement]:
-    """Convert one attachment; failures are skipped (logged by reason), never fatal."""
-    kind = attachment_kind(name, mime)
+    """Convert one attachment (or archive member, or mailbox message); failures are
+    skipped (logged by reason), never fatal. ``kind``: its type, if not told by
+    ``name`` or ``mime``."""
+    kind = kind or attachment_kind(name, mime)
     if kind is None or not data:
-        log.debug("skipping an e-mail attachment: %s", UNSUPPORTED if kind is None else EMPTY)
+        log.debug("skipping an attachment: %s", UNSUPPORTED if kind is None else EMPTY)
         return []
-    if kind in {"eml", "msg"} and depth >= MAX_ATTACHMENT_DEPTH:
+    if kind in CONTAINER_KINDS and depth >= MAX_ATTACHMENT_DEPTH:
         return []
     if max_bytes is not None and len(data) > max_bytes:
-        log.debug("skipping an e-mail attachment: %s", TOO_LARGE)
+        log.debug("skipping an attachment: %s", TOO_LARGE)
         return []
     with tempfile.TemporaryDirectory(prefix="huisclos-att-") as tmp:
         detached = Path(tmp) / f"attachment.{kind}"
@@ -89,7 +101,7 @@ def _convert_attachment(
                 depth=depth + 1,
             )
         except ParseError as exc:
-            log.info("skipping a .%s e-mail attachment: %s", kind, exc.reason)
+            log.info("skipping a .%s attachment: %s", kind, exc.reason)
             return []
     return [
         TextElement(
@@ -165,7 +177,7 @@ def convert_eml(
                 continue
             data = inner.as_bytes(policy=email.policy.default)
             name = _safe_name(filename, f"message-{index}.eml")
-            result += _convert_attachment(
+            result += convert_attachment(
                 name, data, "message/rfc822", languages, max_bytes, depth, convert
             )
             continue
@@ -180,9 +192,7 @@ def convert_eml(
             continue
         data = decoded if isinstance(decoded, bytes) else b""
         name = _safe_name(filename, f"attachment-{index}")
-        result += _convert_attachment(
-            name, data, content_type, languages, max_bytes, depth, convert
-        )
+        result += convert_attachment(name, data, content_type, languages, max_bytes, depth, convert)
     return result
 
 
@@ -256,5 +266,5 @@ def convert_msg(
         mime = getattr(attachment, "mime_type", None)
         if mime and mime.startswith("image/") and getattr(attachment, "content_id", None):
             continue  # inline pictures referenced by the HTML body
-        result += _convert_attachment(name, data, mime, languages, max_bytes, depth, convert)
+        result += convert_attachment(name, data, mime, languages, max_bytes, depth, convert)
     return result

@@ -36,6 +36,7 @@ from huisclos.connectors.reasons import (
 )
 
 __all__ = [
+    "LIBREOFFICE_TARGETS",
     "SOFFICE_TIMEOUT_S",
     "convert_docx",
     "convert_legacy",
@@ -222,15 +223,34 @@ def convert_odt(
 def convert_legacy(
     path: Path, kind: str, languages: list[str], max_bytes: int | None, depth: int
 ) -> list[TextElement]:
-    """Convert a legacy .doc or .ppt file through LibreOffice (to .docx / .pptx)."""
-    _reject_encrypted_office(path, kind)
-    target = {"doc": "docx", "ppt": "pptx"}[kind]
+    """Convert through LibreOffice: legacy .doc/.ppt, macro-enabled and binary OOXML
+    (.docm/.pptm/.xlsm/.xlsb), OpenDocument spreadsheets and presentations (.ods/.odp)."""
+    if kind in {"ods", "odp"}:
+        _reject_encrypted_odf(path)
+    else:
+        _reject_encrypted_office(path, kind)
+    target = LIBREOFFICE_TARGETS[kind]
     with tempfile.TemporaryDirectory(prefix="huisclos-lo-") as tmp:
         converted = _soffice_convert(path, kind, target, Path(tmp))
         ensure_unstructured()
         if target == "docx":
             return _docx_elements(converted)
+        if target == "xlsx":
+            return convert_xlsx(converted, target, languages, max_bytes, depth)
         return _pptx_slides(converted)
+
+
+LIBREOFFICE_TARGETS = {
+    "doc": "docx",
+    "docm": "docx",
+    "ppt": "pptx",
+    "pptm": "pptx",
+    "odp": "pptx",
+    "xlsm": "xlsx",
+    "xlsb": "xlsx",
+    "ods": "xlsx",
+}
+"""Kinds converted by LibreOffice, and to what."""
 
 
 _profiles = threading.local()

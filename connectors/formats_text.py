@@ -43,7 +43,8 @@ def plain_text_elements(text: str) -> list[TextElement]:
 def convert_text(
     path: Path, kind: str, languages: list[str], max_bytes: int | None, depth: int
 ) -> list[TextElement]:
-    """Convert a .txt, .html/.htm, .md, .rtf or .csv file."""
+    """Convert a .txt, .html/.htm, .md, .rtf, .csv/.tsv file, or through pandoc an .rst,
+    .org or .epub file."""
     ensure_unstructured()
     if kind == "txt":
         from unstructured.file_utils.encoding import read_txt_file
@@ -67,6 +68,14 @@ def convert_text(
         from unstructured.partition.csv import partition_csv
 
         elements = partition_csv(filename=str(path), languages=[""], infer_table_structure=False)
+    elif kind == "tsv":
+        from unstructured.partition.tsv import partition_tsv
+
+        elements = partition_tsv(filename=str(path), languages=[""], infer_table_structure=False)
+    elif kind in {"rst", "org", "epub"}:
+        from unstructured.partition.html import partition_html
+
+        elements = partition_html(text=_pandoc_html(path, kind), languages=[""])
     else:  # pragma: no cover - dispatch table guarantees the kind
         raise ParseError(UNSUPPORTED)
     return from_unstructured(elements)
@@ -82,3 +91,13 @@ def body_elements(plain: str | None, html: str | None) -> list[TextElement]:
 
         return from_unstructured(partition_html(text=html, languages=[""]))
     return []
+
+
+def _pandoc_html(path: Path, kind: str) -> str:
+    """A document converted to HTML by pandoc, sandboxed: a hostile file's include
+    directives (``#+INCLUDE: "/etc/passwd"``, ``.. include::``) read nothing."""
+    import pypandoc
+
+    return str(
+        pypandoc.convert_file(str(path), "html", format=kind, extra_args=["--quiet"], sandbox=True)
+    )

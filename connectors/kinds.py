@@ -19,7 +19,7 @@ __all__ = [
     "head",
 ]
 
-IMAGE_KINDS: frozenset[str] = frozenset({"png", "jpg", "jpeg", "tif", "tiff"})
+IMAGE_KINDS: frozenset[str] = frozenset({"png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp"})
 SUPPORTED_KINDS: frozenset[str] = frozenset(
     {
         "pdf",
@@ -38,6 +38,18 @@ SUPPORTED_KINDS: frozenset[str] = frozenset(
         "txt",
         "eml",
         "msg",
+        "mbox",
+        "zip",
+        "tsv",
+        "rst",
+        "org",
+        "epub",
+        "docm",
+        "pptm",
+        "xlsm",
+        "xlsb",
+        "ods",
+        "odp",
     }
     | IMAGE_KINDS
 )
@@ -64,6 +76,13 @@ _MIME_KINDS = {
     "text/plain": "txt",
     "message/rfc822": "eml",
     "application/vnd.ms-outlook": "msg",
+    "application/mbox": "mbox",
+    "application/zip": "zip",
+    "application/x-zip-compressed": "zip",
+    "application/epub+zip": "epub",
+    "text/tab-separated-values": "tsv",
+    "application/vnd.oasis.opendocument.spreadsheet": "ods",
+    "application/vnd.oasis.opendocument.presentation": "odp",
     "image/png": "png",
     "image/jpeg": "jpg",
     "image/tiff": "tiff",

@@ -1,9 +1,19 @@
-"""Converting files to text elements in worker processes, with a time limit.
+"""Converting files to text elements in worker processes, with time and memory limits.
 
-Parsing is CPU-bound and some parsers hang or crash on hostile files, so
-conversion runs in a pool of spawned processes (the main process embeds
-meanwhile). Each file gets a wall-clock limit; a worker that dies takes
-only its file down: the pool is rebuilt and the run goes on.
+Parsing is CPU-bound and some parsers hang, balloon or crash on hostile
+files, so conversion runs in a pool of spawned processes (the main process
+embeds meanwhile). A worker that dies takes only its file down: the pool is
+rebuilt, the files that were in flight are converted again one by one, and
+the run goes on. Limits, per file:
+
+- time (``file_timeout_seconds``): an alarm in the worker ends the
+  conversion as :data:`TIMED_OUT`. A parser stuck where the alarm cannot
+  reach it (in C code holding the interpreter, a frozen process) is killed
+  from this process once no file has completed for the limit plus
+  :data:`GRACE_SECONDS`;
+- memory (``file_memory_mb``): this process watches each worker's resident
+  memory, with that of the programs it started (LibreOffice, tesseract), and
+  kills a worker past the limit; its file fails as ``too large``.
 """
 
 from __future__ import annotations
@@ -19,21 +29,28 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import psutil
+
 from huisclos.config import ParseError, Settings, install_network_guard
 from huisclos.connectors.convert import TextElement, convert_file, prepare
+from huisclos.connectors.reasons import TOO_LARGE
 from huisclos.connectors.scan import SourceFile
 
-__all__ = ["CRASHED", "Converted", "Converter", "content_hash"]
+__all__ = ["CRASHED", "GRACE_SECONDS", "TIMED_OUT", "Converted", "Converter", "content_hash"]
 
 log = logging.getLogger(__name__)
 
 CRASHED = "parser crashed"
 TIMED_OUT = "timed out"
+GRACE_SECONDS = 30.0
+"""How long past the time limit a worker may go silent before it is killed."""
+_MEMORY_CHECK_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +156,17 @@ class Converter:
         self._timeout = settings.file_timeout_seconds
         self._hosts = settings.network_hosts()
         self._scratch = settings.home / "tmp"
+        self._memory = int(settings.file_memory_mb * 1024 * 1024)
+        self._grace = GRACE_SECONDS
         self._pool: ProcessPoolExecutor | None = None
         self._prepared = False
+        self._pools: set[ProcessPoolExecutor] = set()
+        """Pools whose workers the memory watch looks after."""
+        self._over_memory: set[int] = set()
+        """Workers killed for their memory (pids)."""
+        self._lock = threading.Lock()
+        self._watching: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     def start(self) -> None:
         """Start the worker processes now, so their parsers load in the background."""
@@ -159,16 +185,49 @@ class Converter:
             prepare()
             self._prepared = True
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self._workers,
+    def _new_pool(self, workers: int | None = None) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(
+            max_workers=workers or self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
             initargs=(self._hosts, str(self._scratch)),
         )
+        with self._lock:
+            self._pools.add(pool)
+            if self._watching is None:
+                self._watching = threading.Thread(
+                    target=self._watch_memory, name="conversion-memory", daemon=True
+                )
+                self._watching.start()
+        return pool
+
+    def _drop(self, pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
+        """Stop watching a pool and shut it down (``kill``: its workers are stuck)."""
+        with self._lock:
+            self._pools.discard(pool)
+        if kill:
+            for process in _workers(pool):
+                _kill_tree(process)
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def _watch_memory(self) -> None:
+        """Kill any worker whose memory (with its children's) is past the limit."""
+        while not self._stopped.wait(_MEMORY_CHECK_SECONDS):
+            with self._lock:
+                pools = list(self._pools)
+            for pool in pools:
+                for process in _workers(pool):
+                    if process.pid is not None and _memory(process) > self._memory:
+                        log.warning("a conversion worker went past its memory limit; killed")
+                        with self._lock:
+                            self._over_memory.add(process.pid)
+                        _kill_tree(process)
 
     def close(self) -> None:
+        self._stopped.set()
         if self._pool is not None:
+            with self._lock:
+                self._pools.discard(self._pool)
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
@@ -205,7 +264,12 @@ class Converter:
                     pending[future] = upcoming
                 if not pending:
                     break
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, self._timeout + self._grace, FIRST_COMPLETED)
+                if not done:  # every worker is stuck past its limit: kill them
+                    log.warning("conversion workers went silent past the time limit; killed")
+                    for process in _workers(self._pool):
+                        _kill_tree(process)
+                    continue
                 suspects: list[SourceFile] = []
                 for future in done:
                     file = pending.pop(future)
@@ -218,7 +282,7 @@ class Converter:
                     # converting each of them alone in a fresh pool.
                     suspects.extend(pending.values())
                     pending.clear()
-                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    self._drop(self._pool)
                     for file in suspects:
                         yield self._convert_alone(file)
                     self._pool = self._new_pool()
@@ -227,14 +291,61 @@ class Converter:
                 future.cancel()
 
     def _convert_alone(self, file: SourceFile) -> Converted:
-        pool = self._new_pool()
+        pool = self._new_pool(workers=1)
+        stuck = False
         try:
             future = pool.submit(
                 convert_with_limit, file, self._ocr, self._max_bytes, self._timeout
             )
-            return future.result()
+            return future.result(timeout=self._timeout + self._grace)
+        except FutureTimeout:
+            log.warning("a conversion worker went silent past the time limit; killed")
+            stuck = True
+            return Converted(file, [], TIMED_OUT)
         except BrokenProcessPool:
+            pids = {process.pid for process in _workers(pool)}
+            with self._lock:
+                over = bool(pids & self._over_memory)
+                self._over_memory -= pids
+            if over:
+                return Converted(file, [], TOO_LARGE)
             log.warning("a conversion worker died on one file; marking it failed")
             return Converted(file, [], CRASHED)
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._drop(pool, kill=stuck)
+
+
+def _workers(pool: ProcessPoolExecutor | None) -> list[multiprocessing.Process]:
+    """The worker processes of a pool (the executor keeps no public list of them)."""
+    processes = getattr(pool, "_processes", None) or {}
+    return list(processes.values())
+
+
+def _memory(process: multiprocessing.Process) -> int:
+    """Resident bytes of a process and of every process it started (0 if gone)."""
+    try:
+        parent = psutil.Process(process.pid)
+        tree = [parent, *parent.children(recursive=True)]
+    except (psutil.Error, ValueError):
+        return 0
+    total = 0
+    for member in tree:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def _kill_tree(process: multiprocessing.Process) -> None:
+    """SIGKILL a worker and the programs it started (LibreOffice runs in its own group)."""
+    try:
+        parent = psutil.Process(process.pid)
+        children = parent.children(recursive=True)
+    except (psutil.Error, ValueError):
+        return
+    for member in [*children, parent]:
+        try:
+            member.kill()
+        except psutil.Error:
+            continue

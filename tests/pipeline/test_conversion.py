@@ -122,3 +122,74 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _big_csv(path: Path, rows: int) -> None:
+    with path.open("w") as handle:
+        for n in range(rows):
+            handle.write(f"{n},client {n % 97},facture {n * 7},{n % 1000}.50 euros,note {n}\n")
+
+
+def test_a_parser_that_balloons_is_killed_and_its_file_failed_as_too_large(
+    tmp_path: Path,
+) -> None:
+    """A 15 MB CSV makes the table parser (pandas) grow by about a gigabyte."""
+    files = _files(tmp_path)
+    root = files[0].root
+    _big_csv(root / "Dupont SARL" / "export.csv", 200_000)
+    files.append(_source(root / "Dupont SARL" / "export.csv", root))
+    settings = load_settings(convert_workers=1, file_memory_mb=1100, file_timeout_seconds=300)
+    converter = Converter(settings)
+    try:
+        results = {r.file.rel: r for r in converter.map(files)}
+    finally:
+        converter.close()
+    assert results["Dupont SARL/export.csv"].reason == "too large"
+    assert set(results) == {f.rel for f in files}
+    assert all(r.reason is None for rel, r in results.items() if rel != "Dupont SARL/export.csv")
+    assert _conversion_processes() == []  # the killed worker left nothing behind
+
+
+def test_a_frozen_worker_is_killed_and_the_run_goes_on(tmp_path: Path) -> None:
+    """A worker that stops answering (SIGSTOP: no alarm, no thread of its runs) is killed
+    once no file has completed for the time limit plus the grace; its files are retried."""
+    files = _files(tmp_path)
+    settings = load_settings(convert_workers=1, file_timeout_seconds=4)
+    converter = Converter(settings)
+    converter._grace = 2.0  # the default (30 s) would make this test slow
+    frozen: list[int] = []
+
+    def freeze_the_worker() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not frozen:
+            for child in psutil.Process().children(recursive=True):
+                if "python" in (child.name() or "") and child.cpu_times().user > 1.0:
+                    os.kill(child.pid, signal.SIGSTOP)
+                    frozen.append(child.pid)
+                    return
+            time.sleep(0.2)
+
+    freezer = threading.Thread(target=freeze_the_worker)
+    freezer.start()
+    began = time.monotonic()
+    try:
+        results = {r.file.rel: r for r in converter.map(files)}
+    finally:
+        freezer.join()
+        converter.close()
+    assert frozen, "no worker was frozen"
+    assert set(results) == {f.rel for f in files}  # every file has an outcome
+    assert time.monotonic() - began < 120
+    assert not _running(frozen[0])  # killed, not left stopped
+    converted = [r for r in results.values() if r.reason is None]
+    assert len(converted) >= len(files) - 1  # retried alone (the scan may time out alone)
+
+
+def _conversion_processes() -> list[int]:
+    """Conversion workers (and their LibreOffice, tesseract) still running; multiprocessing's
+    resource tracker lives as long as the test process and is not one of them."""
+    return [
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if _running(p.pid) and "resource_tracker" not in " ".join(p.cmdline())
+    ]
