@@ -7,8 +7,8 @@ PIP := $(PY) -m pip --disable-pip-version-check
 FOLDER ?= sample/Clients
 APT_PACKAGES := tesseract-ocr tesseract-ocr-fra tesseract-ocr-eng poppler-utils \
 	libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui libmagic1 pandoc \
-	build-essential cmake
-SOURCES := $(shell find config connectors index pipeline -name '*.py' 2>/dev/null)
+	build-essential cmake chromium chromium-driver
+SOURCES := $(shell find config connectors index pipeline -name '*.py' 2>/dev/null) $(wildcard pipeline/web/*)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # llama.cpp compiles from source: built once into a local wheel cache, then reinstalled in seconds.
 LLAMA_VERSION := 0.3.36
@@ -17,7 +17,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 # Language models installed by default: the answering default and the tiny smoke-test model.
 MODELS ?= qwen2.5-coder-1.5b smollm2-135m
 
-.PHONY: install system-packages run test test-fast lint typecheck eval bench clean
+.PHONY: install system-packages run test test-fast lint typecheck eval bench clean openapi
 
 install: system-packages $(VENV)/.deps-stamp $(VENV)/.llama-stamp $(VENV)/.project-stamp $(VENV)/.models-stamp
 
@@ -59,12 +59,16 @@ $(VENV)/.project-stamp: pyproject.toml $(SOURCES) $(VENV)/.deps-stamp
 	$(PIP) install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
 	touch $@
 
+# Index FOLDER, then serve the web page on 127.0.0.1 (the URL is printed) and keep FOLDER indexed.
+# In a terminal instead: .venv/bin/huisclos ask
+PORT ?= 8765
 run: install
 	$(VENV)/bin/huisclos index "$(FOLDER)"
-	$(VENV)/bin/huisclos status
-	@echo
-	@echo 'Ask questions (e.g. "Quel est le montant de la dernière facture de Dupont SARL ?"); Ctrl-D quits.'
-	$(VENV)/bin/huisclos ask
+	$(VENV)/bin/huisclos serve --port $(PORT) "$(FOLDER)"
+
+# The HTTP API's description, kept in docs/openapi.json (a test fails when it drifts).
+openapi: install
+	$(PY) -m huisclos.pipeline.server docs/openapi.json
 
 test: install
 	$(PY) -m pytest -q

@@ -352,5 +352,10 @@ class Manifest(LocalDatabase):
         )
         return [(cid, int(n), int(c or 0), int(f or 0)) for cid, n, c, f in rows]
 
+    def last_update(self) -> float | None:
+        """When a file was last recorded (indexed, failed or re-checked), if ever."""
+        row = self._db.execute("SELECT MAX(updated) FROM files").fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def failures(self) -> list[FileRecord]:
         return self._rows(f"SELECT {_COLUMNS} FROM files WHERE state = 'failed'")

@@ -9,7 +9,11 @@ with Huisclos() as hc:                       # vault from $HUISCLOS_HOME
     hc.watch("/srv/Clients", stop_event=stop)   # blocks: keeps the folder indexed
     hc.forget(client="Dupont SARL")             # erasure: records, key, traces
     print(render_markdown(hc.register(), "fr")) # the processing register
+
+    app = create_app(hc)                        # the web page and HTTP API (FastAPI)
 """
+
+from typing import TYPE_CHECKING, Any
 
 import huisclos.config  # noqa: F401  (privacy switches before any third-party import)
 from huisclos.config import Settings, load_settings
@@ -22,6 +26,9 @@ from huisclos.pipeline.register import register_schema, render_markdown
 from huisclos.pipeline.retention import RetentionReport
 from huisclos.pipeline.search import SearchHit
 from huisclos.pipeline.watch import WatchState
+
+if TYPE_CHECKING:
+    from huisclos.pipeline.server import create_app
 
 __all__ = [
     "Answer",
@@ -37,7 +44,17 @@ __all__ = [
     "Settings",
     "Status",
     "WatchState",
+    "create_app",
     "load_settings",
     "register_schema",
     "render_markdown",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The HTTP layer (FastAPI) is imported only by those who use it.
+    if name == "create_app":
+        from huisclos.pipeline.server import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

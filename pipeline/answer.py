@@ -73,6 +73,12 @@ class Citation:
     snippet: str
     source: str | None = None
     """For an e-mail attachment: the attachment's file name."""
+    passage: str = ""
+    """The whole passage the model was given as ``[n]`` (masked like the prompt)."""
+    score: float | None = None
+    """The passage's retrieval score (see :class:`SearchHit`)."""
+    file_id: str = ""
+    """Opaque id of the cited file (as in the audit trail); see ``Huisclos.locate``."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -306,6 +312,9 @@ def _citation(n: int, document: Document, answer: str) -> Citation:
         page=meta.get("page") or None,
         snippet=_snippet(document.content or "", answer),
         source=meta.get("source") or None,
+        passage=document.content or "",
+        score=document.score,
+        file_id=str(meta.get("ids", ("", "", ""))[1]),
     )
 
 

@@ -28,7 +28,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from huisclos.config import ConfigError, Settings, install_network_guard, load_settings
+from huisclos.config import (
+    ConfigError,
+    Settings,
+    TamperedError,
+    VaultKeyError,
+    install_network_guard,
+    load_settings,
+)
 from huisclos.connectors.watch import EventSource
 from huisclos.index.audit import AuditReport
 from huisclos.index.vault import Vault
@@ -74,6 +81,8 @@ class Status:
     failures: list[dict[str, str]] = field(default_factory=list)
     watcher: WatchState | None = None
     """The last state of ``huisclos watch`` on this vault (None: never run)."""
+    last_update: float | None = None
+    """When a file was last indexed, failed or re-checked (Unix time; None: never)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -372,4 +381,32 @@ class Huisclos:
             clients=clients,
             failures=failures,
             watcher=read_state(settings.home),
+            last_update=vault.manifest.last_update(),
         )
+
+    def has_client(self, name: str) -> bool:
+        """Whether a client of this name (in any Unicode form) has indexed documents."""
+        _, client_id = self.vault.find_client(name)
+        return client_id in self.vault.manifest.clients()
+
+    def roots(self) -> list[Path]:
+        """The folders this vault has indexed (each holds one subfolder per client)."""
+        return sorted(self.vault.roots().values())
+
+    def locate(self, file_id: str) -> Path | None:
+        """Where an indexed file is on disk: its root joined with its relative path.
+
+        ``file_id`` is the opaque id of a :class:`SearchHit` or a :class:`Citation`.
+        Returns None when the file is no longer indexed (or its client was forgotten).
+        """
+        vault = self.vault
+        record = vault.manifest.by_file_ids([file_id]).get(file_id)
+        root = vault.roots().get(record.root_id) if record is not None else None
+        if record is None or root is None:
+            return None
+        try:
+            cipher = vault.keys.cipher(record.client_id, create=False)
+            relative = cipher.decrypt(record.path_ct, record.file_id)
+        except (TamperedError, VaultKeyError):
+            return None
+        return root / relative

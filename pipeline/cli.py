@@ -17,7 +17,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from huisclos.config import GeneratorError, HuisclosError, install_network_guard, load_settings
+from huisclos.config import (
+    ConfigError,
+    GeneratorError,
+    HuisclosError,
+    install_network_guard,
+    load_settings,
+)
 from huisclos.pipeline import cli_eval, cli_privacy
 
 __all__ = ["main"]
@@ -65,6 +71,33 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("question", nargs="?", help="in French or English")
     ask.add_argument("--client", help="only this client's documents")
     ask.add_argument("--json", action="store_true", help="print each answer as one JSON line")
+
+    serve = sub.add_parser(
+        "serve",
+        help="the local web page and HTTP API, and the folder watcher (runs until stopped)",
+        description="Serve the web page (ask, sources, index status) and the HTTP API on "
+        "this machine, and keep the folders indexed meanwhile. Bound to 127.0.0.1 unless "
+        "--host says otherwise; beyond loopback an access token is required.",
+    )
+    serve.add_argument(
+        "paths", nargs="*", help="folders to keep indexed (default: those the vault indexed)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    serve.add_argument(
+        "--token-file",
+        help="read the access token from this file (mode 0600); default beyond loopback: "
+        "server.token in the vault",
+    )
+    serve.add_argument(
+        "--new-token",
+        action="store_true",
+        help="write a new random access token to the token file (0600) and require it",
+    )
+    serve.add_argument("--no-watch", action="store_true", help="do not run the folder watcher")
+    serve.add_argument(
+        "--polling", action="store_true", help="poll instead of inotify (network shares)"
+    )
 
     models = sub.add_parser("models", help="packaged language models")
     models_sub = models.add_subparsers(dest="models_command", required=True)
@@ -143,6 +176,49 @@ def _watch(hc: Any, args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     print(f"huisclos: watching {len(args.paths)} folder(s); Ctrl-C to stop", file=sys.stderr)
     hc.watch(*args.paths, stop_event=stop)
+
+
+def _serve(hc: Any, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from huisclos.pipeline import server
+
+    loopback = server.is_loopback(args.host)
+    token_path = Path(args.token_file) if args.token_file else hc.settings.home / server.TOKEN_FILE
+    token = None
+    if args.new_token:
+        token = server.new_token(token_path)
+        print(f"huisclos: a new access token is in {token_path} (mode 0600)", file=sys.stderr)
+    elif args.token_file or (not loopback and token_path.exists()):
+        token = server.read_token(token_path)
+    if token is None and not loopback:
+        raise ConfigError(
+            f"--host {args.host} makes the vault reachable from the network: an access token "
+            "is required; add --new-token (written to the vault) or --token-file FILE"
+        )
+    roots = [] if args.no_watch else [Path(p) for p in args.paths] or hc.roots()
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    print("huisclos: loading the models...", file=sys.stderr, flush=True)
+    try:
+        hc.warm_up()
+    except GeneratorError as exc:  # search and status still work; questions will say why
+        print(f"huisclos: questions cannot be answered yet: {exc}", file=sys.stderr)
+
+    def ready(url: str) -> None:
+        watching = f"watching {len(roots)} folder(s)" if roots else "no folder watched"
+        print(f"huisclos: open {url} in a browser ({watching}; Ctrl-C to stop)", flush=True)
+        if token is not None:
+            print(f"huisclos: requests need the access token kept in {token_path}", flush=True)
+
+    server.serve(
+        hc, host=args.host, port=args.port, token=token, roots=roots, stop=stop, on_ready=ready
+    )
 
 
 def _print_hits(hits: Sequence[Any], as_json: bool) -> None:
@@ -267,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print_status(hc.status(), args.json)
             elif args.command == "watch":
                 _watch(hc, args)
+            elif args.command == "serve":
+                _serve(hc, args)
             elif args.command == "search":
                 _print_hits(hc.search(args.query, client=args.client, top_k=args.top_k), args.json)
             elif args.command == "ask":
