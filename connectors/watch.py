@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -281,7 +282,7 @@ class _Collector:
             return len(self._pending)
 
     def _locate(self, raw: str | bytes) -> tuple[Path, str] | None:
-        path = Path(raw.decode() if isinstance(raw, bytes) else raw)
+        path = Path(os.fsdecode(raw) if isinstance(raw, bytes) else raw)
         for root in self._roots:
             if path == root:
                 return root, ""

@@ -58,6 +58,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_ANY = "surrogatepass"
+"""UTF-8 error handler for text we hash or encrypt: any Python string round-trips, a file
+name that is not valid UTF-8 (surrogate escapes, from an old Windows or Mac share) too."""
+
 KEYRING_SERVICE = "huisclos"
 VAULT_FILE = "vault.json"
 _CHECK_PLAINTEXT = b"huisclos master key check v1"
@@ -120,14 +124,16 @@ class ClientCipher:
         key = self._term_key
         return [
             int.from_bytes(
-                hashlib.blake2b(term.encode(), key=key, digest_size=8).digest(), "big", signed=True
+                hashlib.blake2b(term.encode(errors=_ANY), key=key, digest_size=8).digest(),
+                "big",
+                signed=True,
             )
             for term in terms
         ]
 
     def encrypt(self, plaintext: str, record_id: str) -> str:
         """Encrypt text bound to ``record_id``; returns base64 text."""
-        sealed = _seal(self._key, plaintext.encode(), record_id.encode())
+        sealed = _seal(self._key, plaintext.encode(errors=_ANY), record_id.encode())
         return base64.b64encode(sealed).decode("ascii")
 
     def decrypt(self, token: str, record_id: str) -> str:
@@ -140,7 +146,7 @@ class ClientCipher:
             blob = base64.b64decode(token, validate=True)
         except ValueError as exc:
             raise TamperedError("an encrypted record is not valid base64") from exc
-        return _open(self._key, blob, record_id.encode()).decode()
+        return _open(self._key, blob, record_id.encode()).decode(errors=_ANY)
 
 
 def _kek_id(wrap_key: bytes) -> str:
@@ -211,7 +217,7 @@ class KeyChain:
 
     def blind(self, kind: str, value: str) -> str:
         """Keyed hash of ``value`` (a blind index): equal inputs, equal outputs."""
-        mac = hmac.new(self._index_key, f"{kind}\x00{value}".encode(), hashlib.sha256)
+        mac = hmac.new(self._index_key, f"{kind}\x00{value}".encode(errors=_ANY), hashlib.sha256)
         return mac.hexdigest()[:32]
 
     def client_id(self, client: str) -> str:

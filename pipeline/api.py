@@ -384,6 +384,28 @@ class Huisclos:
             last_update=vault.manifest.last_update(),
         )
 
+    def files(self) -> list[dict[str, Any]]:
+        """Every file the vault knows, with its outcome: ``path`` (relative to its root),
+        ``client``, ``kind``, ``state`` ("indexed" or "failed"), ``reason`` (why it failed)
+        and ``chunks``; sorted by path."""
+        vault = self.vault
+        names = vault.client_names()
+        found = []
+        for row in vault.manifest.all_files():
+            cipher = vault.keys.cipher(row.client_id, create=False)
+            found.append(
+                {
+                    "path": cipher.decrypt(row.path_ct, row.file_id),
+                    "client": names.get(row.client_id, row.client_id),
+                    "kind": row.kind,
+                    "state": row.state,
+                    "reason": row.reason,
+                    "chunks": row.chunks,
+                }
+            )
+        found.sort(key=lambda f: f["path"])
+        return found
+
     def has_client(self, name: str) -> bool:
         """Whether a client of this name (in any Unicode form) has indexed documents."""
         _, client_id = self.vault.find_client(name)

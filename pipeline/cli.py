@@ -312,6 +312,10 @@ def _models(settings: Any, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``huisclos`` console script."""
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \udce9
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

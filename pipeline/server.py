@@ -68,6 +68,7 @@ from huisclos.pipeline.server_core import (
     api_error,
     check_client,
     location,
+    printable,
     stream_answer,
 )
 from huisclos.pipeline.server_schemas import (
@@ -364,7 +365,9 @@ def _build(hc: Huisclos | None, *, token: str | None, host: str) -> FastAPI:
             hits = opened.search(body.query, client=body.client, top_k=body.top_k)
         return SearchOut(
             hits=[
-                HitOut.model_validate({**hit.to_dict(), "location": location(opened, hit.file_id)})
+                HitOut.model_validate(
+                    printable({**hit.to_dict(), "location": location(opened, hit.file_id)})
+                )
                 for hit in hits
             ]
         )
@@ -376,7 +379,7 @@ def _build(hc: Huisclos | None, *, token: str | None, host: str) -> FastAPI:
         summary="What the vault holds: documents, last update, failed files and why",
     )
     def status() -> StatusOut:
-        return StatusOut.model_validate(vault().status().to_dict())
+        return StatusOut.model_validate(printable(vault().status().to_dict()))
 
     @app.get(
         "/api/clients",

@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from huisclos.pipeline.answer import Answer, AnswerStream
     from huisclos.pipeline.api import Huisclos
 
-__all__ = ["ApiError", "answer_out", "api_error", "check_client", "location", "stream_answer"]
+__all__ = [
+    "ApiError",
+    "answer_out",
+    "api_error",
+    "check_client",
+    "location",
+    "printable",
+    "stream_answer",
+]
 
 
 class ApiError(Exception):
@@ -59,16 +67,32 @@ def api_error(exc: BaseException) -> ApiError:
     return ApiError(500, "internal_error", "internal error; see the server's log", "server_error")
 
 
+def printable(value: Any) -> Any:
+    """``value`` with every string made valid UTF-8 for a JSON answer: a file name that is
+    not UTF-8 (surrogate escapes from the file system) shows its odd bytes as ``\\xe9``."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return value.encode(errors="surrogateescape").decode(errors="backslashreplace")
+        return value
+    if isinstance(value, dict):
+        return {key: printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(item) for item in value]
+    return value
+
+
 def location(hc: Huisclos, file_id: str) -> str | None:
     found = hc.locate(file_id) if file_id else None
-    return str(found) if found is not None else None
+    return printable(str(found)) if found is not None else None
 
 
 def answer_out(hc: Huisclos, answer: Answer) -> AnswerOut:
     """The ``answer`` event: the final text and each cited source with its passage."""
     citations = [
         CitationOut.model_validate(
-            {**citation.to_dict(), "location": location(hc, citation.file_id)}
+            printable({**citation.to_dict(), "location": location(hc, citation.file_id)})
         )
         for citation in answer.citations
     ]

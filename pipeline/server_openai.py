@@ -38,6 +38,7 @@ from huisclos.pipeline.server_core import (
     answer_out,
     api_error,
     check_client,
+    printable,
     stream_answer,
 )
 from huisclos.pipeline.server_schemas import CitationOut, ErrorOut
@@ -110,7 +111,7 @@ def sources_text(answer: Answer) -> str:
         return ""
     lines = ["", "", "Sources :" if answer.language == "fr" else "Sources:"]
     for citation in answer.citations:
-        where = citation.path + (f" › {citation.source}" if citation.source else "")
+        where = printable(citation.path) + (f" › {citation.source}" if citation.source else "")
         where += f", p. {citation.page}" if citation.page else ""
         lines.append(f"[{citation.n}] {where} ({citation.client}) « {citation.snippet} »")
     return "\n".join(lines)
