@@ -137,6 +137,14 @@ class Settings(BaseSettings):
         ),
     )
     write_batch_size: int = Field(512, ge=1, le=5000)
+    writer_wait_seconds: float = Field(
+        120.0,
+        ge=0,
+        description=(
+            "Seconds an index run waits for another process writing to the vault (a "
+            "watcher's batch, an erasure, another index run) before giving up with a message."
+        ),
+    )
     batch_files: int = Field(
         256,
         ge=1,

@@ -171,6 +171,13 @@ class Manifest(LocalDatabase):
             [(file_id,) for file_id in file_ids],
         )
 
+    def forget_chunks(self, file_ids: Iterable[str]) -> None:
+        """Record that these files have no chunk left; the next index run re-reads them."""
+        self.write_many(
+            "UPDATE files SET content_id = NULL, size = -1, chunks = 0 WHERE file_id = ?",
+            [(file_id,) for file_id in file_ids],
+        )
+
     def touch(self, path_id: str, size: int, mtime_ns: int) -> None:
         self._db.execute(
             "UPDATE files SET size = ?, mtime_ns = ?, updated = ? WHERE path_id = ?",

@@ -227,6 +227,11 @@ class SparseIndex(LocalDatabase):
         """Files with chunks in the index."""
         return {str(row[0]) for row in self._run("list files", "SELECT DISTINCT file FROM chunks")}
 
+    def chunks_by_file(self) -> dict[str, int]:
+        """How many chunks the index holds for each file id."""
+        rows = self._run("count chunks", "SELECT file, COUNT(*) FROM chunks GROUP BY file")
+        return {str(file_id): int(n) for file_id, n in rows}
+
     def impact(self, tf: int, length: int) -> int:
         """The order of a posting within its term: BM25 saturation for a typical length."""
         norm = self.k1 * (1.0 - self.b + self.b * length / _REFERENCE_LENGTH)

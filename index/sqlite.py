@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from huisclos.config import StoreError
+from huisclos.config.faults import write_step
 
 __all__ = ["LocalDatabase"]
 
@@ -63,10 +64,15 @@ class LocalDatabase:
             raise StoreError(f"the {self._what} is locked or unwritable: {exc}") from exc
         try:
             yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            write_step(f"before the {self._what} commit")
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            if self.db.in_transaction:  # SQLite may have rolled back itself (disk full)
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"the {self._what} could not be written: {exc}") from exc
             raise
-        self.db.execute("COMMIT")
+        write_step(f"after the {self._what} commit")
 
     def write_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         """``executemany`` as one transaction (the caller's, if one is open).

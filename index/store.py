@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from huisclos.config import Settings, StoreError
+from huisclos.config.faults import write_step
+from huisclos.index.disk import disk_failure
 
 __all__ = ["ENGLISH", "MAIN", "ChunkMeta", "ChunkRecord", "EncryptedStore", "StoredHit"]
 
@@ -55,8 +57,14 @@ _MODEL = "huisclos:model"
 """Collection metadata key: the embedding model whose vectors the collection holds."""
 _NEWER_THAN_STAMPS = frozenset({"minilm-onnx", "minilm-int8"})
 """Model specs added after model stamps: a collection without a stamp was not made by them."""
+_REPAIR = (
+    "; if its files are damaged, `huisclos repair` rebuilds it from the indexed folders "
+    "(keys and audit trail kept)"
+)
 _WRITTEN_HERE: set[str] = set()
 """Generations written by this process (its own in-memory index is up to date)."""
+_SEEN_HERE: dict[Path, str] = {}
+"""The generation of each embedded store that this process's (cached) Chroma client last saw."""
 
 
 class ChunkMeta(TypedDict):
@@ -119,8 +127,17 @@ class EncryptedStore:
         self._stale: set[str] = set()
         """Spaces holding another model's vectors (English only: read as empty)."""
         self._warned: set[str] = set()
+        generation = self._generation()
+        last = _SEEN_HERE.get(self._marker) if self._marker is not None else None
+        if last is not None and last != generation and generation not in _WRITTEN_HERE:
+            # Chroma's client, cached by this process, predates another process's writes
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
         self._open()
-        self._seen = self._generation()
+        self._seen = generation
+        if self._marker is not None:
+            _SEEN_HERE[self._marker] = generation
 
     def _open(self) -> None:
         import chromadb
@@ -159,7 +176,10 @@ class EncryptedStore:
                 if settings.chroma_host
                 else f"the embedded store in {settings.home / 'chroma'}"
             )
-            raise StoreError(f"cannot open {where}: {exc}") from exc
+            if settings.chroma_host:
+                raise StoreError(f"cannot open {where}: {exc}") from exc
+            clearer = disk_failure(settings.home, exc)
+            raise clearer or StoreError(f"cannot open {where}: {exc}{_REPAIR}") from exc
 
     def _name(self, space: str) -> str:
         return self.collection + (f"-{space}" if space else "")
@@ -268,11 +288,13 @@ class EncryptedStore:
             log.warning("cannot mark the store as changed (%s)", type(exc).__name__)
             return
         _WRITTEN_HERE.add(generation)
-        self._seen = generation
+        self._seen = _SEEN_HERE[self._marker] = generation
 
     def _fresh(self, force: bool = False) -> None:
         """Reopen the store if another process wrote to it since this one last looked."""
         generation = self._generation()
+        if self._marker is not None:
+            _SEEN_HERE[self._marker] = generation
         if not force and (generation == self._seen or generation in _WRITTEN_HERE):
             self._seen = generation
             return
@@ -287,7 +309,11 @@ class EncryptedStore:
         try:
             return fn(**kwargs)
         except Exception as exc:
-            raise StoreError(f"the vector store failed to {action}: {exc}") from exc
+            if self._marker is None:
+                raise StoreError(f"the vector store failed to {action}: {exc}") from exc
+            clearer = disk_failure(self._settings.home, exc)
+            message = f"the vector store failed to {action}: {exc}{_REPAIR}"
+            raise clearer or StoreError(message) from exc
 
     def count(self, space: str = MAIN) -> int:
         """Chunks in a space (``MAIN``: every chunk; ``ENGLISH``: English chunks)."""
@@ -319,6 +345,7 @@ class EncryptedStore:
         return written
 
     def _flush(self, batch: list[ChunkRecord], space: str) -> int:
+        write_step("before a vector store write")
         self._call(
             "write chunks",
             self._collections[space].upsert,
@@ -327,6 +354,7 @@ class EncryptedStore:
             metadatas=[dict(r.meta) for r in batch],
         )
         self._wrote()
+        write_step("after a vector store write")
         return len(batch)
 
     def delete_files(self, file_ids: Sequence[str]) -> None:
@@ -336,7 +364,9 @@ class EncryptedStore:
             part = list(file_ids[start : start + 100])
             where: dict[str, Any] = {"file": part[0]} if len(part) == 1 else {"file": {"$in": part}}
             for collection in self._collections.values():
+                write_step("before a vector store deletion")
                 self._call("delete chunks", collection.delete, where=where)
+                write_step("after a vector store deletion")
         self._wrote()
 
     def delete_client(self, client_id: str) -> None:

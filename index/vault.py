@@ -19,15 +19,18 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from huisclos.config import Settings, StoreError, TamperedError, VaultBusyError, VaultKeyError
 from huisclos.index.audit import AuditLog
+from huisclos.index.disk import disk_failure
 from huisclos.index.keys import (
     ClientCipher,
     KeyChain,
@@ -38,9 +41,9 @@ from huisclos.index.keys import (
 )
 from huisclos.index.manifest import Manifest
 from huisclos.index.sparse import SparseEntry, SparseIndex
-from huisclos.index.store import ENGLISH, ChunkRecord, EncryptedStore
+from huisclos.index.store import ENGLISH, MAIN, ChunkRecord, EncryptedStore
 
-__all__ = ["AUDIT_FILE", "Vault"]
+__all__ = ["AUDIT_FILE", "Vault", "writer_lock"]
 
 AUDIT_FILE = "audit.jsonl"
 
@@ -62,6 +65,28 @@ def _flock(path: Path, wait: float, stop: threading.Event | None, busy: str) -> 
             time.sleep(0.05)
 
 
+@contextmanager
+def writer_lock(home: Path, wait: float) -> Iterator[None]:
+    """Hold a vault's writer lock without opening the vault (``huisclos repair``).
+
+    Not re-entrant, and not to be held by a process that opens the vault meanwhile.
+
+    Raises:
+        VaultBusyError: another process kept it for ``wait`` seconds.
+    """
+    fd = _flock(home / "writer.lock", wait, None, _BUSY)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+_BUSY = (
+    "another huisclos process is writing to this vault (an index run, an erasure, or a "
+    "`huisclos watch` indexing a batch); try again when it is done"
+)
+
+
 class Vault:
     """An opened vault: keys unlocked, manifest and store connected.
 
@@ -77,7 +102,8 @@ class Vault:
             home.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(home, 0o700)
         except OSError as exc:
-            raise StoreError(f"cannot create the vault directory {home}: {exc}") from exc
+            clearer = disk_failure(home, exc) if home.is_dir() else None
+            raise clearer or StoreError(f"cannot create the vault directory {home}: {exc}") from exc
         master = load_master_key(settings)
         self.manifest = Manifest(home / "manifest.sqlite3")
         self.keys = KeyChain(master, self.manifest, reload=lambda: load_master_key(settings))
@@ -89,6 +115,8 @@ class Vault:
         self._writer = threading.RLock()
         self._writer_depth = 0
         self._writer_fd = -1
+        self.reconciled: Counter[str] = Counter()
+        """What :meth:`reconcile` found since the vault was opened: "stray", "reread" files."""
 
     def close(self) -> None:
         self.manifest.close()
@@ -133,25 +161,67 @@ class Vault:
 
         Raises:
             StoreError: another process (an index run, a watcher's batch, an
-                erasure) kept the lock for ``wait`` seconds.
+                erasure) kept the lock for ``wait`` seconds; or a write failed,
+                with a clear message when the vault is read-only or its disk full.
         """
         with self._writer:
             if self._writer_depth == 0:
-                self._writer_fd = _flock(
-                    self.settings.home / "writer.lock",
-                    wait,
-                    stop,
-                    "another huisclos process is writing to this vault (an index run, an "
-                    "erasure, or a `huisclos watch` indexing a batch); try again when it is done",
-                )
+                self._writer_fd = _flock(self.settings.home / "writer.lock", wait, stop, _BUSY)
             self._writer_depth += 1
             try:
                 yield
+            except (StoreError, OSError, sqlite3.Error) as exc:
+                # a refusal of our own (busy, tampered, wrong model) is clear already
+                ours = isinstance(exc, StoreError) and exc.__cause__ is None
+                outermost = self._writer_depth == 1 and not ours
+                clearer = disk_failure(self.settings.home, exc) if outermost else None
+                if clearer is None:
+                    raise
+                raise clearer from exc
             finally:
                 self._writer_depth -= 1
                 if self._writer_depth == 0:
                     os.close(self._writer_fd)  # releases the lock
                     self._writer_fd = -1
+
+    def reconcile(self, *, full: bool = False) -> tuple[int, int]:
+        """Make the vector store and the keyword index hold exactly the manifest's chunks.
+
+        The manifest is the reference. Chunks of a file it does not hold (a row
+        lost, chunks left behind) are deleted everywhere; a file whose chunks are
+        missing or incomplete anywhere has the rest deleted and is marked to be
+        read again: the next scan of its root re-indexes it. Unless ``full``, the
+        ids are listed only when the counts disagree (counting is cheap, listing a
+        million ids is not). The caller holds the writer lock.
+
+        Returns:
+            (files whose stray chunks were deleted, files marked to be read again).
+        """
+        rows = [row for row in self.manifest.all_files() if row.chunks]
+        wanted = {row.file_id: row.chunks for row in rows}
+        total = sum(wanted.values())
+        if not full and self.store.count() == total == self.sparse.count():
+            return 0, 0
+        stray: set[str] = set()
+        damaged: set[str] = set()
+        held_main = Counter(chunk.rsplit("-", 1)[0] for chunk in self.store.ids(MAIN))
+        for held in (held_main, Counter(self.sparse.chunks_by_file())):
+            stray |= held.keys() - wanted.keys()
+            damaged |= {file_id for file_id, n in wanted.items() if held.get(file_id, 0) != n}
+        if ENGLISH in self.store.spaces:
+            english = {chunk.rsplit("-", 1)[0] for chunk in self.store.ids(ENGLISH)}
+            stray |= english - wanted.keys()
+        self.reconciled.update(stray=len(stray), reread=len(damaged))
+        if stray or damaged:
+            self.delete_files(sorted(stray | damaged))
+            self.manifest.forget_chunks(sorted(damaged))
+            log.warning(
+                "store out of step with the manifest: chunks of %d unknown files deleted, "
+                "%d files to be read again",
+                len(stray),
+                len(damaged),
+            )
+        return len(stray), len(damaged)
 
     @contextmanager
     def watching(self) -> Iterator[None]:

@@ -390,7 +390,7 @@ class Huisclos:
         and ``chunks``; sorted by path."""
         vault = self.vault
         names = vault.client_names()
-        found = []
+        found: list[dict[str, Any]] = []
         for row in vault.manifest.all_files():
             cipher = vault.keys.cipher(row.client_id, create=False)
             found.append(

@@ -57,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="what the vault holds, and failed files")
     status.add_argument("--json", action="store_true")
 
+    repair = sub.add_parser(
+        "repair",
+        help="rebuild a damaged or out-of-step store and keyword index from the indexed folders",
+        description="Check the vector store and the keyword index against the manifest; "
+        "rebuild what cannot be read, delete chunks of unknown files, read again the files "
+        "whose chunks are missing. Keys, forgotten clients and the audit trail are kept.",
+    )
+    repair.add_argument("--json", action="store_true", help="print the summary as JSON")
+
     search = sub.add_parser("search", help="passages closest to a query")
     search.add_argument("query")
     search.add_argument("--client", help="only this client's documents")
@@ -135,6 +144,26 @@ def _print_index(report: Any, as_json: bool) -> None:
     )
     for failure in report.failures:
         print(f"  failed: {failure['path']}: {failure['reason']}")
+
+
+def _repair(settings: Any, as_json: bool) -> None:
+    from huisclos.pipeline.repair import repair_vault
+
+    report = repair_vault(settings)
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        return
+    rebuilt = [
+        name
+        for name, done in (("vector store", report.store_rebuilt),
+                           ("keyword index", report.keyword_index_rebuilt))
+        if done
+    ]  # fmt: skip
+    print(f"rebuilt: {', '.join(rebuilt) or 'nothing'}; chunks of {report.stray_files} unknown "
+          f"files deleted; {report.reread} files read again")  # fmt: skip
+    for root in report.missing_roots:
+        print(f"  folder not found: {root} (its files are read again when it is back)")
+    _print_index(report.index, False)
 
 
 def _print_status(status: Any, as_json: bool) -> None:
@@ -332,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "eval":
             return cli_eval.run(args)
+        if args.command == "repair":  # before the vault is opened: its store may not open
+            _repair(settings, args.json)
+            return 0
         from huisclos.pipeline.api import Huisclos
 
         with Huisclos(settings) as hc:
@@ -360,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return cli_privacy.run(hc, args)
     except HuisclosError as exc:
         print(f"huisclos: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a disk that fails under us (full, read-only, gone)
+        print(f"huisclos: {exc.strerror or exc} ({exc.filename or 'the vault'})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("huisclos: interrupted", file=sys.stderr)

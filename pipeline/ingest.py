@@ -99,10 +99,6 @@ def build_ingest_pipeline(settings: Settings) -> Pipeline:
     return pipeline
 
 
-_LOCK_WAIT = 120.0
-"""Seconds an index run waits for another writer (a watcher's batch, an erasure)."""
-
-
 def recover(vault: Vault) -> int:
     """Delete chunks left by an interrupted run; returns how many file ids were cleaned.
 
@@ -118,8 +114,10 @@ def recover(vault: Vault) -> int:
     if vault.sparse.outdated:
         log.info("the keyword index was made by another version: rebuilding it")
         vault.sparse.clear()
-    if vault.sparse.count() != vault.store.count():
+    out_of_step = vault.sparse.count() != vault.store.count()
+    if out_of_step:
         sync_keyword_index(vault)
+    vault.reconcile(full=out_of_step)  # chunks lost or left behind the manifest's back
     return len(pending)
 
 
@@ -257,7 +255,7 @@ class Ingestor:
                 raise ConfigError(f"{root} is not a directory; give the folder of client folders")
             resolved.append((path, scope))
         report = IndexReport()
-        with self.vault.writing(wait=_LOCK_WAIT):
+        with self.vault.writing(wait=self.settings.writer_wait_seconds):
             recover(self.vault)
             self._sync_english()
             self._excluded = self.vault.manifest.exclusions()
