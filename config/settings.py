@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(200.0, gt=0)
     file_timeout_seconds: float = Field(600.0, gt=0)
     file_memory_mb: float = Field(
-        3072.0,
+        6144.0,
         gt=0,
         description=(
             "Memory a conversion process may hold (with the LibreOffice and tesseract it "
