@@ -290,6 +290,11 @@ class EncryptedStore:
         _WRITTEN_HERE.add(generation)
         self._seen = _SEEN_HERE[self._marker] = generation
 
+    def refresh(self) -> None:
+        """Reopen the store now: another process may have written to it and died before
+        saying so (its interrupted writes are then seen, and can be cleaned up)."""
+        self._fresh(force=True)
+
     def _fresh(self, force: bool = False) -> None:
         """Reopen the store if another process wrote to it since this one last looked."""
         generation = self._generation()
@@ -346,6 +351,7 @@ class EncryptedStore:
 
     def _flush(self, batch: list[ChunkRecord], space: str) -> int:
         write_step("before a vector store write")
+        self._wrote()  # before too: a writer killed inside the write still tells the others
         self._call(
             "write chunks",
             self._collections[space].upsert,
@@ -360,6 +366,7 @@ class EncryptedStore:
     def delete_files(self, file_ids: Sequence[str]) -> None:
         """Delete every chunk of these files, in every space (idempotent)."""
         self._fresh()
+        self._wrote()
         for start in range(0, len(file_ids), 100):
             part = list(file_ids[start : start + 100])
             where: dict[str, Any] = {"file": part[0]} if len(part) == 1 else {"file": {"$in": part}}

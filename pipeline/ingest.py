@@ -109,6 +109,7 @@ def recover(vault: Vault) -> int:
     pending = vault.manifest.pending_intents()
     if pending:
         log.info("recovering %d interrupted file writes", len(pending))
+        vault.store.refresh()  # the interrupted writer's last writes, seen before deleting
         vault.delete_files(pending)
         vault.manifest.clear_intents(pending)
     if vault.sparse.outdated:
