@@ -359,6 +359,11 @@ class Manifest(LocalDatabase):
         )
         return [(cid, int(n), int(c or 0), int(f or 0)) for cid, n, c, f in rows]
 
+    def chunk_total(self) -> int:
+        """Chunks the indexed files have, in all."""
+        row = self._db.execute("SELECT COALESCE(SUM(chunks), 0) FROM files").fetchone()
+        return int(row[0])
+
     def last_update(self) -> float | None:
         """When a file was last recorded (indexed, failed or re-checked), if ever."""
         row = self._db.execute("SELECT MAX(updated) FROM files").fetchone()

@@ -197,11 +197,11 @@ class Vault:
         Returns:
             (files whose stray chunks were deleted, files marked to be read again).
         """
-        rows = [row for row in self.manifest.all_files() if row.chunks]
-        wanted = {row.file_id: row.chunks for row in rows}
-        total = sum(wanted.values())
-        if not full and self.store.count() == total == self.sparse.count():
-            return 0, 0
+        if not full:  # one sum, not every row: this runs before each watcher batch
+            total = self.manifest.chunk_total()
+            if self.store.count() == total == self.sparse.count():
+                return 0, 0
+        wanted = {row.file_id: row.chunks for row in self.manifest.all_files() if row.chunks}
         stray: set[str] = set()
         damaged: set[str] = set()
         held_main = Counter(chunk.rsplit("-", 1)[0] for chunk in self.store.ids(MAIN))
