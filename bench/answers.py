@@ -3,7 +3,7 @@
 
 For each model and each question set, indexes the documents into a throw-away
 vault and asks every (sampled) question through ``Huisclos.ask``, the code
-path of ``huisclos ask``; scores as in :mod:`huisclos.pipeline.evaluate`
+path of ``huisclos ask``; scores as in :mod:`huisclos.pipeline.evaluation.answers`
 (correct answer, token F1, right source cited, "not found" rate, median time
 to first token and to the full answer). One model at a time, in this process,
 on a machine otherwise idle: latency figures are only comparable within a run.
@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument("--details", action="store_true", help="keep per-question scores")
     args = parser.parse_args()
 
-    from huisclos.pipeline.evaluate import evaluate_answers
+    from huisclos.pipeline.evaluation.answers import evaluate_answers
 
     overrides = {} if args.passages is None else {"answer_passages": args.passages}
     runs = []

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """all-MiniLM-L6-v2 on three backends: sentence-transformers (torch), ONNX fp32, ONNX int8.
 
-Specs ``minilm``, ``minilm-onnx``, ``minilm-int8`` of ``huisclos.pipeline.embedding``,
+Specs ``minilm``, ``minilm-onnx``, ``minilm-int8`` of ``huisclos.pipeline.models.embedding``,
 loaded through ``load_model`` as ingest loads them. Measured:
 
 - export: seconds to export each ONNX variant into an empty cache (in a fresh
@@ -50,8 +50,8 @@ INT8_BATCHED = "minilm-int8 batch16"
 
 def passages(count: int, tokens: int) -> list[str]:
     """``count`` SciFact abstracts of at least ``tokens`` tokens, cut to ``tokens``."""
-    from huisclos.pipeline.embedding import _minilm_dir
-    from huisclos.pipeline.embedding_onnx import _tokenizer
+    from huisclos.pipeline.models.embedding import _minilm_dir
+    from huisclos.pipeline.models.onnx_bert import _tokenizer
 
     tokenizer = _tokenizer(_minilm_dir(), None)
     out: list[str] = []
@@ -80,8 +80,8 @@ def export_times() -> dict[str, Any]:
         "import json, sys, time, tempfile; from pathlib import Path\n"
         "import huisclos.config\n"
         "t = time.perf_counter()\n"
-        "from huisclos.pipeline.embedding import _minilm_dir\n"
-        "from huisclos.pipeline.embedding_onnx import onnx_file\n"
+        "from huisclos.pipeline.models.embedding import _minilm_dir\n"
+        "from huisclos.pipeline.models.onnx_bert import onnx_file\n"
         "path = onnx_file(_minilm_dir(), int8=sys.argv[1] == 'int8', cache_dir=Path(sys.argv[2]))\n"
         "print(json.dumps({'seconds': round(time.perf_counter() - t, 2),"
         " 'mb': round(path.stat().st_size / 1e6, 1)}))\n"
@@ -103,8 +103,8 @@ def speed_and_agreement(count: int, tokens: int, repeats: int, threads: int) -> 
     import numpy as np
 
     from huisclos.config import default_cache_dir
-    from huisclos.pipeline.embedding import _minilm_dir, load_model
-    from huisclos.pipeline.embedding_onnx import OnnxEmbeddingModel
+    from huisclos.pipeline.models.embedding import _minilm_dir, load_model
+    from huisclos.pipeline.models.onnx_bert import OnnxEmbeddingModel
 
     texts, queries = passages(count, tokens), claims()
     models: dict[str, Any] = {}

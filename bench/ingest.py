@@ -59,7 +59,7 @@ from typing import Any
 
 import huisclos.config
 from huisclos.pipeline import Huisclos
-from huisclos.pipeline.embedding import load_model
+from huisclos.pipeline.models.embedding import load_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OFFICE_FRENCH = DATA / "office-docs" / "french"

@@ -48,11 +48,11 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import huisclos.pipeline.ingest
+import huisclos.pipeline.indexing.ingest
 from huisclos.config import load_settings
 from huisclos.connectors.personal_data import count_personal_data
 from huisclos.pipeline import Huisclos
-from huisclos.pipeline.forget import Forgetter
+from huisclos.pipeline.privacy.erasure import Forgetter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCE = DATA / "piaf-fr" / "articles-txt"
@@ -204,7 +204,7 @@ def personal_data(base: Path) -> dict[str, Any]:
         timed(lambda: [count_personal_data(c) for c in chunks])[1] for _ in range(3)
     )
     spent = [0.0]
-    real = huisclos.pipeline.ingest.count_personal_data
+    real = huisclos.pipeline.indexing.ingest.count_personal_data
 
     def counting(text: str, **kwargs: Any) -> dict[str, int]:
         result, seconds = timed(real, text, **kwargs)
@@ -214,7 +214,7 @@ def personal_data(base: Path) -> dict[str, Any]:
     seconds = {}
     for name, fn in (("off", lambda text, **kwargs: {}), ("on", counting)):
         hc, root, _ = open_vault(base, f"personal-{name}", 1)
-        with hc, mock.patch.object(huisclos.pipeline.ingest, "count_personal_data", fn):
+        with hc, mock.patch.object(huisclos.pipeline.indexing.ingest, "count_personal_data", fn):
             seconds[name] = hc.index(root).seconds
     return {
         "chunks": len(chunks),

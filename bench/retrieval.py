@@ -31,7 +31,7 @@ from typing import Any
 
 os.environ.setdefault("HUISCLOS_KEY_SOURCE", "file")
 
-from huisclos.pipeline.evaluate_retrieval import evaluate_retrieval
+from huisclos.pipeline.evaluation.retrieval import evaluate_retrieval
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

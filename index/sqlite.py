@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from huisclos.config import StoreError
-from huisclos.config.faults import write_step
+from huisclos.index.faults import write_step
 
 __all__ = ["LocalDatabase"]
 

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from huisclos.config import Settings, StoreError
-from huisclos.config.faults import write_step
 from huisclos.index.disk import disk_failure
+from huisclos.index.faults import write_step
 
 __all__ = ["ENGLISH", "MAIN", "ChunkMeta", "ChunkRecord", "EncryptedStore", "StoredHit"]
 

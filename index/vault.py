@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from huisclos.config import Settings, StoreError, TamperedError, VaultBusyError, VaultKeyError
-from huisclos.index.audit import AuditLog
+from huisclos.index.audit_log import AuditLog
 from huisclos.index.disk import disk_failure
 from huisclos.index.keys import (
     ClientCipher,
@@ -39,8 +39,8 @@ from huisclos.index.keys import (
     new_master_key,
     store_master_key,
 )
+from huisclos.index.keywords import SparseEntry, SparseIndex
 from huisclos.index.manifest import Manifest
-from huisclos.index.sparse import SparseEntry, SparseIndex
 from huisclos.index.store import ENGLISH, MAIN, ChunkRecord, EncryptedStore
 
 __all__ = ["AUDIT_FILE", "Vault", "writer_lock"]

@@ -36,18 +36,18 @@ from huisclos.config import (
     install_network_guard,
     load_settings,
 )
-from huisclos.connectors.watch import EventSource
-from huisclos.index.audit import AuditReport
+from huisclos.connectors.changes import EventSource
+from huisclos.index.audit_log import AuditReport
 from huisclos.index.vault import Vault
-from huisclos.pipeline.answer import Answer, Answerer, AnswerStream
-from huisclos.pipeline.auditing import AuditEntry, Auditor
-from huisclos.pipeline.forget import ForgetReport, Forgetter
-from huisclos.pipeline.generators import LocalChatGenerator
-from huisclos.pipeline.ingest import IndexReport, Ingestor, Progress
-from huisclos.pipeline.register import build_register
-from huisclos.pipeline.retention import Retention, RetentionReport, retention_configured
-from huisclos.pipeline.search import Searcher, SearchHit
-from huisclos.pipeline.watch import Watcher, WatchState, read_state
+from huisclos.pipeline.answering.answer import Answer, Answerer, AnswerStream
+from huisclos.pipeline.answering.search import Searcher, SearchHit
+from huisclos.pipeline.indexing.ingest import IndexReport, Ingestor, Progress
+from huisclos.pipeline.indexing.watcher import Watcher, WatchState, read_state
+from huisclos.pipeline.models.generators import LocalChatGenerator
+from huisclos.pipeline.privacy.audit_trail import AuditEntry, Auditor
+from huisclos.pipeline.privacy.erasure import ForgetReport, Forgetter
+from huisclos.pipeline.privacy.register import build_register
+from huisclos.pipeline.privacy.retention import Retention, RetentionReport, retention_configured
 
 __all__ = ["ClientStatus", "Huisclos", "Status"]
 
@@ -219,7 +219,7 @@ class Huisclos:
     def register(self) -> dict[str, Any]:
         """The processing register (GDPR art. 30 style) as a dict; see ``register.schema.json``.
 
-        Render it with :func:`huisclos.pipeline.register.render_markdown`.
+        Render it with :func:`huisclos.pipeline.privacy.register.render_markdown`.
         """
         register = build_register(self.vault)
         self.auditor.record("register", details={"clients": register["totals"]["clients"]})

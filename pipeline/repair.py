@@ -33,7 +33,7 @@ from huisclos.index.disk import disk_failure
 from huisclos.index.store import EncryptedStore
 from huisclos.index.vault import writer_lock
 from huisclos.pipeline.api import Huisclos
-from huisclos.pipeline.ingest import IndexReport, Progress, recover
+from huisclos.pipeline.indexing.ingest import IndexReport, Progress, recover
 
 __all__ = ["RepairReport", "repair_vault"]
 
