@@ -121,7 +121,7 @@ def _median_seconds(run: Callable[[], object], repeat: int = 3) -> float:
 def written_chunks(hc: Huisclos) -> tuple[list[str], list[str]]:
     """The decrypted texts of every chunk in the vault, and those of its English chunks."""
     vault = hc.vault
-    english = set(vault.sparse.chunks_in("en"))
+    english = set(vault.keywords.chunks_in("en"))
     texts, english_texts = [], []
     ids = sorted(vault.store.ids(""))
     for start in range(0, len(ids), 1000):

@@ -28,12 +28,12 @@ How the vault is made (faithful to ``pipeline/indexing/ingest.py`` except the em
   in proportion as in the real corpora (checked: summed document frequency of
   a question's terms over the chunks, in the real corpus and here). Payload
   ``{"text", "source", "section"}`` encrypted with the client's key under the
-  chunk id, keyword entry by the real ``sparse_entry`` (analysis, stemming,
+  chunk id, keyword entry by the real ``keyword_entry`` (analysis, stemming,
   keyed hashes), labelled with the file's path as ingest does; manifest rows
   (encrypted paths) so that hits resolve to paths;
 - writes: ``EncryptedStore.upsert`` in batches of 5,000; the keyword index is
   bulk-loaded (postings sorted, one transaction) into the schema that
-  ``SparseIndex`` creates, checked against ``SparseIndex.add`` on a sample.
+  ``KeywordIndex`` creates, checked against ``KeywordIndex.add`` on a sample.
 
 Queries: ``--queries`` real questions, half PIAF (French), half SciFact
 (English), each timed end to end through ``Huisclos.search(top_k=5)``, in a
@@ -208,7 +208,7 @@ def _du(path: Path) -> int:
 def build_vault(home: Path, size: int, bases: Bases, english: float, seed: int) -> dict[str, Any]:
     """Build a synthetic vault of ``size`` chunks in ``home``; returns what it took."""
     from huisclos.config import load_settings
-    from huisclos.index.keywords import sparse_entry
+    from huisclos.index.keywords import keyword_entry
     from huisclos.index.manifest import FileRecord
     from huisclos.index.store import ENGLISH, ChunkMeta, ChunkRecord
     from huisclos.index.vault import Vault
@@ -225,7 +225,7 @@ def build_vault(home: Path, size: int, bases: Bases, english: float, seed: int) 
     clients = [f"Client {i:02d}" for i in range(CLIENTS)]
     ciphers = [vault.client_cipher(name) for name in clients]
     timings = {"text_keywords_encrypt": 0.0, "store": 0.0, "keyword_load": 0.0, "manifest": 0.0}
-    loader = _KeywordLoader(vault.sparse)
+    loader = _KeywordLoader(vault.keywords)
     pending: list[tuple[str, ChunkMeta, str, int, bool]] = []  # id, meta, lang, base, English
     rows: list[FileRecord] = []
     cosines: list[float] = []  # of the main vectors
@@ -291,7 +291,7 @@ def build_vault(home: Path, size: int, bases: Bases, english: float, seed: int) 
                 ct=cipher.encrypt(json.dumps(payload, ensure_ascii=False), chunk_id),
             )
             # the labels of pipeline.ingest._keywords: path stem, attachment, section
-            entry = sparse_entry(cipher, chunk_id, file_id, text, " ".join([stem, "", ""]))
+            entry = keyword_entry(cipher, chunk_id, file_id, text, " ".join([stem, "", ""]))
             loader.add(entry)
             if len(sample) < 200:
                 sample.append(entry)
@@ -319,9 +319,9 @@ def build_vault(home: Path, size: int, bases: Bases, english: float, seed: int) 
     began = time.monotonic()
     postings = loader.finish()
     timings["keyword_load"] += time.monotonic() - began
-    _check_keyword_rows(vault.sparse, sample, home)
+    _check_keyword_rows(vault.keywords, sample, home)
     assert vault.store.count() == size, (vault.store.count(), size)
-    assert vault.sparse.count() == size, (vault.sparse.count(), size)
+    assert vault.keywords.count() == size, (vault.keywords.count(), size)
     english_chunks = vault.store.count(ENGLISH)
     vault.close()
     disk = {
@@ -346,14 +346,14 @@ def build_vault(home: Path, size: int, bases: Bases, english: float, seed: int) 
 
 
 class _KeywordLoader:
-    """Bulk load of keyword entries: the rows ``SparseIndex.add`` writes, postings sorted.
+    """Bulk load of keyword entries: the rows ``KeywordIndex.add`` writes, postings sorted.
 
     One transaction, chunk rows as they come, postings sorted by their key at the
     end (in-order B-tree inserts), term and client statistics summed once.
     """
 
     def __init__(self, sparse: Any) -> None:
-        self.sparse = sparse
+        self.keywords = sparse
         self.db = sparse.db
         self.db.execute("PRAGMA cache_size=-3000000")  # 3 GB while loading: random index inserts
         self.db.execute("BEGIN IMMEDIATE")
@@ -372,7 +372,7 @@ class _KeywordLoader:
             (rowid, entry.chunk_id, entry.file_id, entry.client_id, length, entry.language)
         )
         size = len(entry.terms)
-        impact = self.sparse.impact
+        impact = self.keywords.impact
         columns = self.columns
         columns["term"].append(np.fromiter(entry.terms.keys(), np.int64, size))
         columns["tf"].append(np.fromiter(entry.terms.values(), np.int32, size))
@@ -429,8 +429,8 @@ class _KeywordLoader:
 
 
 def _check_keyword_rows(sparse: Any, entries: list[Any], home: Path) -> None:
-    """The bulk-loaded rows of a sample equal those ``SparseIndex.add`` writes."""
-    from huisclos.index.keywords import SparseIndex
+    """The bulk-loaded rows of a sample equal those ``KeywordIndex.add`` writes."""
+    from huisclos.index.keywords import KeywordIndex
 
     def rows(index: Any, chunk_ids: list[str]) -> set[tuple[Any, ...]]:
         marks = ",".join("?" * len(chunk_ids))
@@ -442,11 +442,11 @@ def _check_keyword_rows(sparse: Any, entries: list[Any], home: Path) -> None:
         )
         return set(got.fetchall())
 
-    side = SparseIndex(home / "check.sqlite3", k1=sparse.k1, b=sparse.b)
+    side = KeywordIndex(home / "check.sqlite3", k1=sparse.k1, b=sparse.b)
     try:
         side.add(entries)
         ids = [e.chunk_id for e in entries]
-        assert rows(side, ids) == rows(sparse, ids), "bulk load differs from SparseIndex.add"
+        assert rows(side, ids) == rows(sparse, ids), "bulk load differs from KeywordIndex.add"
         schema = "SELECT name, sql FROM sqlite_master ORDER BY name"
         assert side.db.execute(schema).fetchall() == sparse.db.execute(schema).fetchall()
         counted = sparse.db.execute(
@@ -511,7 +511,7 @@ def search_run(home: Path, mode: str, queries: list[dict[str, str]], port: int |
         searcher._english.run = stages.wrap("embed_en", searcher._english.run)  # type: ignore[method-assign]
     vault.store.query = stages.wrap("dense_query", vault.store.query)  # type: ignore[method-assign]
     vault.store.get = stages.wrap("store_get", vault.store.get)  # type: ignore[method-assign]
-    vault.sparse.search = stages.wrap("bm25", vault.sparse.search)  # type: ignore[method-assign]
+    vault.keywords.search = stages.wrap("bm25", vault.keywords.search)  # type: ignore[method-assign]
     searcher._keyword_search = stages.wrap("keyword_total", searcher._keyword_search)  # type: ignore[method-assign]
     vault.audit.append = stages.wrap("audit", vault.audit.append)  # type: ignore[method-assign]
     began = time.perf_counter()
@@ -548,7 +548,7 @@ def search_run(home: Path, mode: str, queries: list[dict[str, str]], port: int |
         resolved += sum(1 for hit in found if hit.path and hit.text)
     # (an index without a bounded reading, e.g. the code before it, has nothing to compare)
     agreement = (
-        _agreement(hc, queries) if mode == "sparse" and hasattr(vault.sparse, "budget") else None
+        _agreement(hc, queries) if mode == "sparse" and hasattr(vault.keywords, "budget") else None
     )
     hc.close()
     print(
@@ -572,7 +572,7 @@ def search_run(home: Path, mode: str, queries: list[dict[str, str]], port: int |
                 "cpu_p95_ms": round(_p95(cpu), 1),
                 "bm25_vs_exact": agreement,
                 "bm25_reading": {  # the keyword index's bounded reading (none: before it)
-                    name: getattr(vault.sparse, name, None) for name in ("budget", "rescore")
+                    name: getattr(vault.keywords, name, None) for name in ("budget", "rescore")
                 },
                 "models_load_ms": round(models_ms, 1),
                 "cold_first_query_ms": round(cold_ms, 1),
@@ -592,21 +592,21 @@ def search_run(home: Path, mode: str, queries: list[dict[str, str]], port: int |
 
 def _agreement(hc: Any, queries: list[dict[str, str]]) -> dict[str, float]:
     """How the keyword search's list (50 chunks) compares with exact BM25 over every posting."""
-    from huisclos.index.keywords import SparseIndex
+    from huisclos.index.keywords import KeywordIndex
 
     vault, searcher = hc.vault, hc._search()
     pool = vault.settings.retrieval_candidates
-    used = vault.sparse
-    exact = SparseIndex(vault.settings.home / "sparse.sqlite3", k1=used.k1, b=used.b, budget=2**62)
+    used = vault.keywords
+    exact = KeywordIndex(vault.settings.home / "sparse.sqlite3", k1=used.k1, b=used.b, budget=2**62)
     first5, first50, first, ratio = [], [], [], []
     try:
         for query in queries:
             got = searcher._keyword_search(query["text"], pool, None)
-            vault.sparse = exact
+            vault.keywords = exact
             try:
                 want = searcher._keyword_search(query["text"], pool, None)
             finally:
-                vault.sparse = used
+                vault.keywords = used
             if not want:
                 continue
             wanted = [chunk for chunk, _ in want]

@@ -47,7 +47,7 @@ from huisclos.index.keys import ClientCipher
 from huisclos.index.sqlite import LocalDatabase
 from huisclos.index.terms import analyse, document_terms
 
-__all__ = ["SparseEntry", "SparseIndex", "sparse_entry"]
+__all__ = ["KeywordEntry", "KeywordIndex", "keyword_entry"]
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ _COLUMNS = 500
 
 
 @dataclass(frozen=True, slots=True)
-class SparseEntry:
+class KeywordEntry:
     """A chunk for the keyword index: its ids and its term ids with counts."""
 
     chunk_id: str
@@ -131,7 +131,7 @@ class _Term:
     """Client id → the term's hash under that client's key (the hashes that occur)."""
 
 
-class SparseIndex(LocalDatabase):
+class KeywordIndex(LocalDatabase):
     """BM25 search over keyed term hashes (see the module docstring).
 
     Args:
@@ -239,7 +239,7 @@ class SparseIndex(LocalDatabase):
 
     # --- writes -----------------------------------------------------------------
 
-    def add(self, entries: Iterable[SparseEntry]) -> int:
+    def add(self, entries: Iterable[KeywordEntry]) -> int:
         """Add chunks (replacing any with the same chunk id); returns how many."""
         entries = list(entries)
         if not entries:
@@ -579,9 +579,9 @@ class SparseIndex(LocalDatabase):
         return found
 
 
-def sparse_entry(
+def keyword_entry(
     cipher: ClientCipher, chunk_id: str, file_id: str, text: str, labels: str = ""
-) -> SparseEntry:
+) -> KeywordEntry:
     """The keyword-index entry of a chunk: its text's terms, plus those of ``labels``.
 
     ``labels`` are words that describe the chunk without being in it (the
@@ -593,4 +593,4 @@ def sparse_entry(
         terms[term] += 1
     ids = cipher.term_ids(terms)
     counts = dict(zip(ids, terms.values(), strict=True))
-    return SparseEntry(chunk_id, file_id, cipher.client_id, counts, language)
+    return KeywordEntry(chunk_id, file_id, cipher.client_id, counts, language)

@@ -39,7 +39,7 @@ from huisclos.index.keys import (
     new_master_key,
     store_master_key,
 )
-from huisclos.index.keywords import SparseEntry, SparseIndex
+from huisclos.index.keywords import KeywordEntry, KeywordIndex
 from huisclos.index.manifest import Manifest
 from huisclos.index.store import ENGLISH, MAIN, ChunkRecord, EncryptedStore
 
@@ -109,7 +109,9 @@ class Vault:
         self.keys = KeyChain(master, self.manifest, reload=lambda: load_master_key(settings))
         del master
         self.store = EncryptedStore(settings, owner=self.keys.blind("store", "owner"))
-        self.sparse = SparseIndex(home / "sparse.sqlite3", k1=settings.bm25_k1, b=settings.bm25_b)
+        self.keywords = KeywordIndex(
+            home / "sparse.sqlite3", k1=settings.bm25_k1, b=settings.bm25_b
+        )
         self.audit = AuditLog(home / AUDIT_FILE, self.keys.audit_key)
         self._registered: dict[str, ClientCipher] = {}
         self._writer = threading.RLock()
@@ -120,12 +122,12 @@ class Vault:
 
     def close(self) -> None:
         self.manifest.close()
-        self.sparse.close()
+        self.keywords.close()
 
     def write_chunks(
         self,
         records: Sequence[ChunkRecord],
-        entries: Sequence[SparseEntry],
+        entries: Sequence[KeywordEntry],
         english: Sequence[ChunkRecord] = (),
     ) -> int:
         """Write chunks to the vector store and the keyword index; returns how many.
@@ -137,19 +139,19 @@ class Vault:
         written = self.store.upsert(records)
         if english:
             self.store.upsert(english, ENGLISH)
-        self.sparse.add(entries)
+        self.keywords.add(entries)
         return written
 
     def delete_files(self, file_ids: Sequence[str]) -> None:
         """Delete every chunk of these files from the vector store and the keyword index."""
         if file_ids:
             self.store.delete_files(file_ids)
-            self.sparse.delete_files(file_ids)
+            self.keywords.delete_files(file_ids)
 
     def delete_client(self, client_id: str) -> None:
         """Delete every chunk of one client from the vector store and the keyword index."""
         self.store.delete_client(client_id)
-        self.sparse.delete_client(client_id)
+        self.keywords.delete_client(client_id)
 
     @contextmanager
     def writing(self, wait: float = 0.0, stop: threading.Event | None = None) -> Iterator[None]:
@@ -199,13 +201,13 @@ class Vault:
         """
         if not full:  # one sum, not every row: this runs before each watcher batch
             total = self.manifest.chunk_total()
-            if self.store.count() == total == self.sparse.count():
+            if self.store.count() == total == self.keywords.count():
                 return 0, 0
         wanted = {row.file_id: row.chunks for row in self.manifest.all_files() if row.chunks}
         stray: set[str] = set()
         damaged: set[str] = set()
         held_main = Counter(chunk.rsplit("-", 1)[0] for chunk in self.store.ids(MAIN))
-        for held in (held_main, Counter(self.sparse.chunks_by_file())):
+        for held in (held_main, Counter(self.keywords.chunks_by_file())):
             stray |= held.keys() - wanted.keys()
             damaged |= {file_id for file_id, n in wanted.items() if held.get(file_id, 0) != n}
         if ENGLISH in self.store.spaces:

@@ -91,8 +91,7 @@ def test_imports_flow_one_way_between_rooms() -> None:
 def test_the_layer_check_sees_an_import_that_goes_up(tmp_path: Path) -> None:
     module = tmp_path / "ingest.py"
     module.write_text(
-        "def f():\n    from huisclos.pipeline.api import Huisclos\n"
-        "from ..answering import search\n"
+        "def f():\n    from huisclos.pipeline.api import Huisclos\nfrom ..answering import search\n"
     )
     found = {
         (target_room(name), line)

@@ -284,12 +284,12 @@ class Searcher:
         if (
             self._english is None
             or text_language(words(query), None) == "fr"
-            or not self.vault.sparse.holds("en")  # no English passage: nothing to match
+            or not self.vault.keywords.holds("en")  # no English passage: nothing to match
         ):
             return [(main, None)]
         english_embedding = self._english.run(text=query)["embedding"]
         english = store.query(english_embedding, pool, client_id, space=ENGLISH)
-        languages = self.vault.sparse.languages([hit.id for hit in main])
+        languages = self.vault.keywords.languages([hit.id for hit in main])
         others = [hit for hit in main if languages.get(hit.id) != "en"]
         best = max((1.0 - hit.distance for hit in main), default=0.0)
         return [(english, None), (others, best if best > 0 else None)]
@@ -315,4 +315,4 @@ class Searcher:
             hashed.append(cipher.term_ids(terms))
             searched.append(cid)
         by_term = [list(column) for column in zip(*hashed, strict=True)]
-        return vault.sparse.search(by_term, top_k, searched)
+        return vault.keywords.search(by_term, top_k, searched)

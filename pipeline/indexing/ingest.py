@@ -37,7 +37,7 @@ from huisclos.connectors.personal_data import count_personal_data
 from huisclos.connectors.scan import SourceFile, ignore_filter, scan_root
 from huisclos.connectors.worker_pool import Converted, Converter, content_hash
 from huisclos.index.keys import ClientCipher
-from huisclos.index.keywords import SparseEntry, sparse_entry
+from huisclos.index.keywords import KeywordEntry, keyword_entry
 from huisclos.index.manifest import FileRecord
 from huisclos.index.store import ENGLISH, ChunkMeta, ChunkRecord
 from huisclos.index.vault import Vault
@@ -112,10 +112,10 @@ def recover(vault: Vault) -> int:
         vault.store.refresh()  # the interrupted writer's last writes, seen before deleting
         vault.delete_files(pending)
         vault.manifest.clear_intents(pending)
-    if vault.sparse.outdated:
+    if vault.keywords.outdated:
         log.info("the keyword index was made by another version: rebuilding it")
-        vault.sparse.clear()
-    out_of_step = vault.sparse.count() != vault.store.count()
+        vault.keywords.clear()
+    out_of_step = vault.keywords.count() != vault.store.count()
     if out_of_step:
         sync_keyword_index(vault)
     vault.reconcile(full=out_of_step)  # chunks lost or left behind the manifest's back
@@ -130,15 +130,15 @@ def sync_keyword_index(vault: Vault) -> int:
     Returns how many files were added.
     """
     indexed = {row.file_id: row for row in vault.manifest.all_files() if row.chunks}
-    present = vault.sparse.file_ids()
+    present = vault.keywords.file_ids()
     stale = sorted(present - indexed.keys())
     if stale:
-        vault.sparse.delete_files(stale)
+        vault.keywords.delete_files(stale)
     missing = [row for file_id, row in indexed.items() if file_id not in present]
     for row in missing:
         cipher = vault.keys.cipher(row.client_id, create=False)
         path = cipher.decrypt(row.path_ct, row.file_id)
-        vault.sparse.add(_stored_keywords(vault, cipher, row.file_id, path))
+        vault.keywords.add(_stored_keywords(vault, cipher, row.file_id, path))
     if missing or stale:
         log.info("keyword index: %d files added, %d stale removed", len(missing), len(stale))
     return len(missing)
@@ -146,7 +146,7 @@ def sync_keyword_index(vault: Vault) -> int:
 
 def _stored_keywords(
     vault: Vault, cipher: ClientCipher, file_id: str, path: str
-) -> list[SparseEntry]:
+) -> list[KeywordEntry]:
     """Keyword-index entries of a file's stored chunks (decrypted; nothing re-embedded)."""
     entries = []
     for chunk in vault.store.get_file_chunks(file_id):
@@ -165,11 +165,11 @@ def _english_meta(meta: ChunkMeta) -> ChunkMeta:
 
 def _keywords(
     cipher: ClientCipher, chunk_id: str, file_id: str, payload: dict[str, str], path: str
-) -> SparseEntry:
+) -> KeywordEntry:
     """A chunk's keyword-index entry: its text, labelled with its path, attachment, section."""
     stem = str(PurePosixPath(path).with_suffix(""))
     labels = " ".join([stem, payload.get("source") or "", payload.get("section") or ""])
-    return sparse_entry(cipher, chunk_id, file_id, payload["text"], labels)
+    return keyword_entry(cipher, chunk_id, file_id, payload["text"], labels)
 
 
 def _chunk_id(file_id: str, n: int) -> str:
@@ -442,7 +442,7 @@ class Ingestor:
             vault.delete_files([old.file_id])
             vault.manifest.clear_intents([old.file_id])
         else:  # the path's words label the chunks in the keyword index: new path, new labels
-            vault.sparse.add(_stored_keywords(vault, cipher, file_id, file.rel))
+            vault.keywords.add(_stored_keywords(vault, cipher, file_id, file.rel))
         report.moved += 1
 
     def _reencrypt(self, old: FileRecord, client_id: str, rel: str) -> str:
@@ -560,7 +560,7 @@ class Ingestor:
 
     def _encrypt(
         self, chunks: list[Document], cipher: ClientCipher, rel: str
-    ) -> Iterator[tuple[ChunkRecord, SparseEntry]]:
+    ) -> Iterator[tuple[ChunkRecord, KeywordEntry]]:
         for chunk in chunks:
             meta = chunk.meta
             chunk_id = _chunk_id(meta["file_id"], meta["n"])
@@ -597,9 +597,9 @@ class Ingestor:
         """Embed with the English model the English chunks that lack it (after an upgrade,
         or when ``embedding_model_en`` was just set); returns how many."""
         vault = self.vault
-        if self._english is None or vault.sparse.count_in("en") == vault.store.count(ENGLISH):
+        if self._english is None or vault.keywords.count_in("en") == vault.store.count(ENGLISH):
             return 0
-        missing = sorted(set(vault.sparse.chunks_in("en")) - vault.store.ids(ENGLISH))
+        missing = sorted(set(vault.keywords.chunks_in("en")) - vault.store.ids(ENGLISH))
         ciphers: dict[str, ClientCipher] = {}
         done = 0
         for start in range(0, len(missing), 256):
@@ -637,7 +637,7 @@ class Ingestor:
         """Encrypt and write a batch's chunks, then commit its files; returns how many files."""
         vault, manifest = self.vault, self.vault.manifest
         records: list[ChunkRecord] = []
-        entries: list[SparseEntry] = []
+        entries: list[KeywordEntry] = []
         english: list[tuple[ChunkRecord, str]] = []
         rows: list[tuple[_Change, FileRecord]] = []
         for change, result, file_id in batch:

@@ -150,7 +150,7 @@ class Forgetter:
         """Rebuild the store, the keyword index and the manifest: erased bytes leave no trace."""
         with self.vault.writing(wait=_LOCK_WAIT_SECONDS):
             kept = self.vault.store.compact()
-            self.vault.sparse.compact()
+            self.vault.keywords.compact()
             self.vault.manifest.compact()
         return kept
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from huisclos.index.keys import ClientCipher
-from huisclos.index.keywords import SparseEntry, SparseIndex, sparse_entry
+from huisclos.index.keywords import KeywordEntry, KeywordIndex, keyword_entry
 from huisclos.index.terms import query_terms
 
 DUPONT = ClientCipher("dupont", secrets.token_bytes(32))
@@ -29,33 +29,33 @@ def _cipher(client: str) -> ClientCipher:
 
 
 @pytest.fixture
-def index(tmp_path: Path) -> SparseIndex:
-    sparse = SparseIndex(tmp_path / "sparse.sqlite3")
+def index(tmp_path: Path) -> KeywordIndex:
+    sparse = KeywordIndex(tmp_path / "sparse.sqlite3")
     sparse.add(
-        sparse_entry(_cipher(client), chunk, chunk.split("-")[0], text)
+        keyword_entry(_cipher(client), chunk, chunk.split("-")[0], text)
         for (client, chunk), text in PASSAGES.items()
     )
     return sparse
 
 
-def _search(index: SparseIndex, query: str, clients: list[str], top_k: int = 5):  # type: ignore[no-untyped-def]
+def _search(index: KeywordIndex, query: str, clients: list[str], top_k: int = 5):  # type: ignore[no-untyped-def]
     terms = query_terms(query)
     by_client = [_cipher(c).term_ids(terms) for c in clients]
     return index.search([list(col) for col in zip(*by_client, strict=True)], top_k, clients)
 
 
-def test_an_identifier_finds_its_passage_first(index: SparseIndex) -> None:
+def test_an_identifier_finds_its_passage_first(index: KeywordIndex) -> None:
     hits = _search(index, "montant TTC de la facture 2024-117", ["dupont", "acme"])
     assert hits[0][0] == "f1-1"
 
 
-def test_scores_are_bm25_over_the_searched_chunks(index: SparseIndex) -> None:
+def test_scores_are_bm25_over_the_searched_chunks(index: KeywordIndex) -> None:
     """Recompute Lucene BM25 by hand for a one-term query over all five chunks."""
     hits = dict(_search(index, "contrat", ["dupont", "acme"]))
     assert set(hits) == {"f1-0", "f2-0"}
     lengths = {}
     for (client, chunk), text in PASSAGES.items():
-        entry = sparse_entry(_cipher(client), chunk, "f", text)
+        entry = keyword_entry(_cipher(client), chunk, "f", text)
         lengths[chunk] = sum(entry.terms.values())
     average = sum(lengths.values()) / len(lengths)
     idf = math.log(1 + (5 - 2 + 0.5) / (2 + 0.5))
@@ -65,18 +65,18 @@ def test_scores_are_bm25_over_the_searched_chunks(index: SparseIndex) -> None:
     assert hits["f2-0"] > hits["f1-0"]  # two occurrences beat one
 
 
-def test_a_client_scoped_search_sees_only_that_client(index: SparseIndex) -> None:
+def test_a_client_scoped_search_sees_only_that_client(index: KeywordIndex) -> None:
     assert [chunk for chunk, _ in _search(index, "euros", ["acme"])] == ["f3-0"]
     assert {chunk for chunk, _ in _search(index, "euros", ["dupont", "acme"])} == {"f1-1", "f3-0"}
 
 
-def test_a_term_hashed_under_another_clients_key_matches_nothing(index: SparseIndex) -> None:
+def test_a_term_hashed_under_another_clients_key_matches_nothing(index: KeywordIndex) -> None:
     terms = query_terms("fees quarterly")
     assert index.search([[h] for h in DUPONT.term_ids(terms)], 5, ["acme"]) == []
     assert DUPONT.term_ids(["contrat"]) != ACME.term_ids(["contrat"])
 
 
-def test_deleting_files_and_clients_removes_their_chunks(index: SparseIndex) -> None:
+def test_deleting_files_and_clients_removes_their_chunks(index: KeywordIndex) -> None:
     index.delete_files(["f1"])
     assert index.count() == 3
     assert [c for c, _ in _search(index, "contrat facture", ["dupont"])] == ["f2-0"]
@@ -87,14 +87,14 @@ def test_deleting_files_and_clients_removes_their_chunks(index: SparseIndex) -> 
     assert index.file_ids() == {"f2"}
 
 
-def test_re_adding_a_chunk_replaces_it(index: SparseIndex) -> None:
-    index.add([sparse_entry(DUPONT, "f1-0", "f1", "Clause de confidentialité.")])
+def test_re_adding_a_chunk_replaces_it(index: KeywordIndex) -> None:
+    index.add([keyword_entry(DUPONT, "f1-0", "f1", "Clause de confidentialité.")])
     assert index.count() == 5
     assert _search(index, "résilié", ["dupont"]) == []
     assert [c for c, _ in _search(index, "confidentialité", ["dupont"])] == ["f1-0"]
 
 
-def test_no_word_of_the_passages_is_on_disk(index: SparseIndex, tmp_path: Path) -> None:
+def test_no_word_of_the_passages_is_on_disk(index: KeywordIndex, tmp_path: Path) -> None:
     index.compact()
     index.close()
     data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
@@ -104,9 +104,9 @@ def test_no_word_of_the_passages_is_on_disk(index: SparseIndex, tmp_path: Path) 
 
 def test_erased_postings_leave_no_bytes_after_compaction(tmp_path: Path) -> None:
     path = tmp_path / "sparse.sqlite3"
-    index = SparseIndex(path)
+    index = KeywordIndex(path)
     marker = 0x5A5A5A5A5A5A5A5A
-    index.add([SparseEntry("c-0", "c", "client", {marker: 7})])
+    index.add([KeywordEntry("c-0", "c", "client", {marker: 7})])
     index.delete_client("client")
     index.compact()
     index.close()
@@ -114,27 +114,27 @@ def test_erased_postings_leave_no_bytes_after_compaction(tmp_path: Path) -> None
 
 
 def test_a_search_with_nothing_indexed_or_no_known_term_is_empty(tmp_path: Path) -> None:
-    index = SparseIndex(tmp_path / "sparse.sqlite3")
+    index = KeywordIndex(tmp_path / "sparse.sqlite3")
     assert _search(index, "contrat", ["dupont"]) == []
-    index.add([sparse_entry(DUPONT, "f-0", "f", "Le contrat.")])
+    index.add([keyword_entry(DUPONT, "f-0", "f", "Le contrat.")])
     assert _search(index, "inconnu", ["dupont"]) == []
     assert index.search([], 5, ["dupont"]) == []
 
 
 def test_labels_make_a_passage_findable_by_its_file_name(tmp_path: Path) -> None:
-    index = SparseIndex(tmp_path / "sparse.sqlite3")
+    index = KeywordIndex(tmp_path / "sparse.sqlite3")
     index.add(
-        [sparse_entry(DUPONT, "f-0", "f", "Article 4 : durée.", "Dupont SARL/bail-commercial")]
+        [keyword_entry(DUPONT, "f-0", "f", "Article 4 : durée.", "Dupont SARL/bail-commercial")]
     )
     assert [c for c, _ in _search(index, "bail commercial", ["dupont"])] == ["f-0"]
 
 
 def test_the_index_survives_reopening_and_knows_its_analysis_version(tmp_path: Path) -> None:
     path = tmp_path / "sparse.sqlite3"
-    index = SparseIndex(path)
-    index.add([sparse_entry(DUPONT, "f-0", "f", "Le contrat.")])
+    index = KeywordIndex(path)
+    index.add([keyword_entry(DUPONT, "f-0", "f", "Le contrat.")])
     index.close()
-    again = SparseIndex(path)
+    again = KeywordIndex(path)
     assert again.count() == 1 and not again.outdated
     again.db.execute("UPDATE meta SET value = 'old' WHERE key = 'analysis'")
     assert again.outdated
@@ -158,7 +158,7 @@ def test_an_index_made_before_languages_were_kept_is_opened_and_marked_outdated(
     )
     db.commit()
     db.close()
-    index = SparseIndex(path)
+    index = KeywordIndex(path)
     assert index.outdated  # the next index run rebuilds it, languages included
     assert index.count_in("en") == 0
 
@@ -179,9 +179,9 @@ WORDS = [
 ]
 
 
-def _large(path: Path, **limits: int) -> SparseIndex:
+def _large(path: Path, **limits: int) -> KeywordIndex:
     """300 chunks of two clients: "contrat" in all, "loyer" in a third, "avenant" in three."""
-    index = SparseIndex(path, **limits)
+    index = KeywordIndex(path, **limits)
     entries = []
     for n in range(300):
         cipher = DUPONT if n % 2 else ACME
@@ -190,12 +190,12 @@ def _large(path: Path, **limits: int) -> SparseIndex:
             words.append("loyer")
         if n in (7, 150, 299):
             words += ["avenant", "avenant"]
-        entries.append(sparse_entry(cipher, f"f{n}-0", f"f{n}", " ".join(words)))
+        entries.append(keyword_entry(cipher, f"f{n}-0", f"f{n}", " ".join(words)))
     index.add(entries)
     return index
 
 
-def _counted(index: SparseIndex) -> dict[int, int]:
+def _counted(index: KeywordIndex) -> dict[int, int]:
     rows = index.db.execute("SELECT term, COUNT(*) FROM postings GROUP BY term").fetchall()
     return dict(rows)
 
@@ -206,7 +206,7 @@ def test_document_frequencies_are_kept_through_adds_replacements_and_deletions(
     index = _large(tmp_path / "sparse.sqlite3")
     kept = lambda: dict(index.db.execute("SELECT term, df FROM terms").fetchall())  # noqa: E731
     assert kept() == _counted(index)
-    index.add([sparse_entry(DUPONT, "f1-0", "f1", "Clause de confidentialité.")])
+    index.add([keyword_entry(DUPONT, "f1-0", "f1", "Clause de confidentialité.")])
     index.delete_files(["f2", "f3", "nothing"])
     assert kept() == _counted(index)
     index.delete_client("acme")
@@ -216,13 +216,13 @@ def test_document_frequencies_are_kept_through_adds_replacements_and_deletions(
 
 
 def test_postings_are_kept_in_impact_order_within_a_term(tmp_path: Path) -> None:
-    index = SparseIndex(tmp_path / "sparse.sqlite3")
+    index = KeywordIndex(tmp_path / "sparse.sqlite3")
     assert index.impact(2, 100) > index.impact(1, 100) > index.impact(1, 300) > 0
     index.add(
         [
-            sparse_entry(DUPONT, "f-0", "f", "contrat " + "mot " * 200),
-            sparse_entry(DUPONT, "f-1", "f", "contrat contrat"),
-            sparse_entry(DUPONT, "f-2", "f", "contrat bail"),
+            keyword_entry(DUPONT, "f-0", "f", "contrat " + "mot " * 200),
+            keyword_entry(DUPONT, "f-1", "f", "contrat contrat"),
+            keyword_entry(DUPONT, "f-2", "f", "contrat bail"),
         ]
     )
     (term,) = DUPONT.term_ids(["contrat"])
@@ -238,7 +238,7 @@ def test_a_bounded_search_reads_rare_terms_whole_and_gives_exact_scores(tmp_path
     """A budget of 60 postings for 300 + 100 + 3: "avenant" is read whole and decides."""
     path = tmp_path / "sparse.sqlite3"
     exact = _large(path)  # the default budget holds the whole query
-    bounded = SparseIndex(path, budget=60, rescore=10)
+    bounded = KeywordIndex(path, budget=60, rescore=10)
     clients = ["dupont", "acme"]
     got = _search(bounded, "contrat loyer avenant", clients, top_k=5)
     want = _search(exact, "contrat loyer avenant", clients, top_k=300)
@@ -282,14 +282,14 @@ def test_an_index_of_the_earlier_layout_is_searched_exactly_until_rebuilt(
     db.execute("INSERT INTO stats VALUES ('dupont', 1, 2)")
     db.commit()
     db.close()
-    index = SparseIndex(path)
+    index = KeywordIndex(path)
     assert index.outdated  # the next index run rebuilds it
     assert [c for c, _ in _search(index, "contrat", ["dupont"])] == ["f-0"]
-    index.add([sparse_entry(DUPONT, "g-0", "g", "Le contrat.")])  # still writable
+    index.add([keyword_entry(DUPONT, "g-0", "g", "Le contrat.")])  # still writable
     assert {c for c, _ in _search(index, "contrat", ["dupont"])} == {"f-0", "g-0"}
     index.clear()
     assert not index.outdated and index.count() == 0
-    index.add([sparse_entry(DUPONT, "h-0", "h", "Le contrat.")])
+    index.add([keyword_entry(DUPONT, "h-0", "h", "Le contrat.")])
     assert [c for c, _ in _search(index, "contrat", ["dupont"])] == ["h-0"]
     columns = {row[1] for row in index.db.execute("PRAGMA table_info(postings)")}
     assert "impact" in columns
@@ -297,7 +297,7 @@ def test_an_index_of_the_earlier_layout_is_searched_exactly_until_rebuilt(
 
 
 def test_whether_a_language_is_held_is_told_without_counting(tmp_path: Path) -> None:
-    index = SparseIndex(tmp_path / "sparse.sqlite3")
+    index = KeywordIndex(tmp_path / "sparse.sqlite3")
     assert not index.holds("en")
-    index.add([sparse_entry(ACME, "f-0", "f", "The engagement letter may be terminated.")])
+    index.add([keyword_entry(ACME, "f-0", "f", "The engagement letter may be terminated.")])
     assert index.holds("en") and not index.holds("fr")

@@ -167,10 +167,10 @@ def _assert_exact(hc: Huisclos, tree: Tree, *, search_all: bool = False) -> None
         rel, row = expected[chunk_id]
         text = vault.keys.cipher(row.client_id, create=False).decrypt(meta["ct"], chunk_id)
         assert tree.codes[rel] in text, rel
-    english = set(vault.sparse.chunks_in("en"))
+    english = set(vault.keywords.chunks_in("en"))
     assert english and vault.store.ids(ENGLISH) == english  # the English space too
-    assert vault.sparse.chunks_by_file() == {row.file_id: 1 for row in rows}
-    assert vault.sparse.count() == len(rows)
+    assert vault.keywords.chunks_by_file() == {row.file_id: 1 for row in rows}
+    assert vault.keywords.count() == len(rows)
     assert _sql(vault.settings.home, "SELECT count(*) FROM intents") == 0
 
     # found by a phrase of its own; nothing deleted or replaced is found
@@ -442,7 +442,7 @@ def test_a_manifest_out_of_step_with_the_store_is_brought_back(
         hc.index(tree.root)
         rows = hc.vault.manifest.all_files()
         hc.vault.store.delete_files([r.file_id for r in rows[:3]])  # chunks lost
-        hc.vault.sparse.delete_files([r.file_id for r in rows[3:5]])  # keywords lost
+        hc.vault.keywords.delete_files([r.file_id for r in rows[3:5]])  # keywords lost
         for row in rows[5:8]:  # rows lost, their chunks left behind
             hc.vault.manifest.delete_file(row.path_id)
     tree.mutate()

@@ -95,7 +95,7 @@ def test_an_invoice_number_finds_that_invoice_among_look_alikes(hc: Huisclos) ->
 @pytest.mark.integration
 def test_a_paraphrase_with_no_shared_word_is_found_by_meaning(hc: Huisclos) -> None:
     question = "Comment quitter le local loué ?"  # no word in common with the lease clause
-    assert hc.vault.sparse.count() > 0
+    assert hc.vault.keywords.count() > 0
     assert "Dupont SARL/bail.txt" in _paths(hc.search(question, top_k=5))
 
 
@@ -193,7 +193,7 @@ def test_a_vault_without_keyword_index_gets_one_without_re_embedding(
 
     monkeypatch.setattr(model, "embed", counting)
     with _open(tree, retrieval="sparse") as hc:
-        assert hc.vault.sparse.count() == chunks
+        assert hc.vault.keywords.count() == chunks
         assert embedded == []
         assert _paths(hc.search("facture 2024-117", client="Dupont SARL", top_k=1)) == [
             "Dupont SARL/factures/facture-2024-117.txt"
@@ -203,13 +203,13 @@ def test_a_vault_without_keyword_index_gets_one_without_re_embedding(
 @pytest.mark.integration
 def test_a_keyword_index_of_an_older_analysis_is_rebuilt(tree: Path) -> None:
     with _open(tree) as hc:
-        hc.vault.sparse.db.execute("UPDATE meta SET value = '0' WHERE key = 'analysis'")
-        hc.vault.sparse.db.execute("DELETE FROM postings")  # what an old analysis would not match
-        assert hc.vault.sparse.outdated
+        hc.vault.keywords.db.execute("UPDATE meta SET value = '0' WHERE key = 'analysis'")
+        hc.vault.keywords.db.execute("DELETE FROM postings")  # what an old analysis would not match
+        assert hc.vault.keywords.outdated
         hc.index(tree)
-        assert not hc.vault.sparse.outdated
-        assert hc.vault.sparse.count() == hc.vault.store.count()
-        hits = hc.vault.sparse.search([[0]], 1, ["x"])
+        assert not hc.vault.keywords.outdated
+        assert hc.vault.keywords.count() == hc.vault.store.count()
+        hits = hc.vault.keywords.search([[0]], 1, ["x"])
         assert hits == []
 
 
@@ -255,7 +255,7 @@ def test_a_remainder_list_keeps_the_scale_of_its_whole_ranking() -> None:
 def test_english_chunks_get_a_second_embedding_and_french_ones_do_not(
     hc: Huisclos, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store, sparse = hc.vault.store, hc.vault.sparse
+    store, sparse = hc.vault.store, hc.vault.keywords
     english = sparse.chunks_in("en")
     assert english and store.ids(ENGLISH) == set(english)
     assert store.count() == sparse.count() > len(english)  # French chunks: main model only
@@ -269,7 +269,7 @@ def test_english_chunks_get_a_second_embedding_and_french_ones_do_not(
 @pytest.mark.integration
 def test_english_vectors_missing_after_an_upgrade_are_made_once(tree: Path) -> None:
     with _open(tree) as hc:
-        english = set(hc.vault.sparse.chunks_in("en"))
+        english = set(hc.vault.keywords.chunks_in("en"))
         store = hc.vault.store
         store._client.delete_collection(store._name(ENGLISH))  # as a vault made before them
     with _open(tree) as hc:  # reopening creates the empty collection; the index run fills it

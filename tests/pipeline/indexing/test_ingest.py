@@ -56,8 +56,8 @@ def _consistent(hc: Huisclos) -> None:
     """No duplicate and no orphan: the store holds exactly the manifest's chunks."""
     rows = hc.vault.manifest.all_files()
     assert hc.vault.store.count() == sum(row.chunks for row in rows)
-    assert hc.vault.sparse.count() == hc.vault.store.count()
-    assert hc.vault.sparse.file_ids() == {row.file_id for row in rows if row.chunks}
+    assert hc.vault.keywords.count() == hc.vault.store.count()
+    assert hc.vault.keywords.file_ids() == {row.file_id for row in rows if row.chunks}
     assert hc.vault.manifest.pending_intents() == []
 
 
@@ -222,19 +222,19 @@ def test_a_crash_between_the_vector_store_and_the_keyword_index_is_recovered(
     vault_home: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from huisclos.config import load_settings
-    from huisclos.index.keywords import SparseIndex
+    from huisclos.index.keywords import KeywordIndex
 
     settings = load_settings(key_source="file", convert_workers=0)
 
-    def killed(self: SparseIndex, entries: object) -> int:
+    def killed(self: KeywordIndex, entries: object) -> int:
         raise KeyboardInterrupt("kill -9")
 
     with Huisclos(settings) as hc:
-        monkeypatch.setattr(SparseIndex, "add", killed)
+        monkeypatch.setattr(KeywordIndex, "add", killed)
         with pytest.raises(KeyboardInterrupt):
             hc.index(tree)
         monkeypatch.undo()
-        assert hc.vault.store.count() > 0 and hc.vault.sparse.count() == 0
+        assert hc.vault.store.count() > 0 and hc.vault.keywords.count() == 0
     with Huisclos(settings) as hc:
         report = hc.index(tree)
         assert report.added == 6
