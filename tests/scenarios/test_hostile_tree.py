@@ -108,7 +108,7 @@ def test_the_cli_prints_hostile_names_without_breaking(tree: Path, settings: Set
 def test_the_http_api_shows_a_name_that_is_not_utf8(tree: Path, settings: Settings) -> None:
     import httpx
 
-    from tests.pipeline.test_server import _served
+    from tests.pipeline.server.test_server import _served
 
     with Huisclos(settings) as hc:
         hc.index(tree)

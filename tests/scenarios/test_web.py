@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ..conftest import SAMPLE
+from tests.conftest import SAMPLE
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

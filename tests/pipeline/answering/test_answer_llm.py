@@ -22,8 +22,7 @@ from huisclos.pipeline import Huisclos
 from huisclos.pipeline.answering.prompts import NOT_FOUND
 from huisclos.pipeline.evaluation.answers import load_questions, score_answer
 from huisclos.pipeline.models.llm_weights import CATALOG
-
-from ..conftest import DATA, REPO, SAMPLE
+from tests.conftest import DATA, REPO, SAMPLE
 
 pytestmark = pytest.mark.integration
 

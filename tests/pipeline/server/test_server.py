@@ -30,9 +30,8 @@ from huisclos.pipeline import Huisclos
 from huisclos.pipeline.cli import main
 from huisclos.pipeline.server import create_app, new_token, read_token, serve
 from huisclos.pipeline.server.openai_compat import MODEL
+from tests.conftest import REPO
 from tests.fakes.ollama import FakeOllama, closed_port_url
-
-from ..conftest import REPO
 
 OLLAMA_MODEL = "qwen2.5:7b-instruct"
 QUESTION = "Quel est le montant de la facture 2024-117 ?"
