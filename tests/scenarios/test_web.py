@@ -33,7 +33,7 @@ from tests.conftest import SAMPLE
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 HUISCLOS = [sys.executable, "-m", "huisclos.pipeline.cli"]
-WEB = resources.files("huisclos.pipeline").joinpath("web")
+WEB = resources.files("huisclos.pipeline.server").joinpath("web")
 _EXTERNAL = re.compile(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}|@import|wss?://", re.I)
 _SVG_NAMESPACE = 'xmlns="http://www.w3.org/2000/svg"'  # a name, never fetched
 
