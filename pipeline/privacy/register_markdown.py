@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
+
+from huisclos.index.language import Language
 
 __all__ = ["render_markdown"]
-
-Lang = Literal["fr", "en"]
 
 _TEXT: dict[str, dict[str, str]] = {
     "title": {
@@ -166,7 +166,7 @@ _KINDS: dict[str, dict[str, str]] = {
 }
 
 
-def _counts(counts: dict[str, int], lang: Lang, labels: dict[str, dict[str, str]]) -> str:
+def _counts(counts: dict[str, int], lang: Language, labels: dict[str, dict[str, str]]) -> str:
     if not counts:
         return _TEXT["none"][lang]
     return ", ".join(
@@ -178,7 +178,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(register: dict[str, Any], lang: Lang = "fr") -> str:
+def render_markdown(register: dict[str, Any], lang: Language = "fr") -> str:
     """The register as Markdown, in French (``fr``) or English (``en``)."""
 
     def t(key: str) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from huisclos.index.terms import analyse, document_terms, fold, query_terms, text_language, words
+from huisclos.index.language import fold, text_language, words
+from huisclos.index.terms import analyse, document_terms, query_terms
 
 
 def test_accents_case_and_plural_are_one_term() -> None:

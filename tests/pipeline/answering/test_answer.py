@@ -12,17 +12,13 @@ from haystack import Document, component
 from haystack.dataclasses import ChatMessage, StreamingChunk
 
 from huisclos.config import ConfigError, GeneratorError
+from huisclos.index.language import detect_language
 from huisclos.pipeline.answering.answer import (
     AnswerPromptBuilder,
     AnswerStream,
     CitationMapper,
 )
-from huisclos.pipeline.answering.prompts import (
-    NOT_FOUND,
-    build_messages,
-    detect_language,
-    is_not_found,
-)
+from huisclos.pipeline.answering.prompts import NOT_FOUND, build_messages, is_not_found
 
 
 def _docs(*texts: str) -> list[Document]:

