@@ -1,12 +1,23 @@
-"""What the routes of :mod:`huisclos.pipeline.server` share: errors, answers, streams."""
+"""What the routes of :mod:`huisclos.pipeline.server` share: the vault, errors, answers, streams.
+
+Routes reach the opened vault through the :data:`Vault` dependency, which
+reads ``app.state.huisclos`` (set by :func:`~huisclos.pipeline.server.app.create_app`;
+None only when the app is built for its OpenAPI description). Every error is
+answered as ``{"error": {"message", "type", "code"}}`` with its status
+(:class:`ApiError`, :data:`EXCEPTION_HANDLERS`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-from fastapi.responses import JSONResponse
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from huisclos.config import (
     ConfigError,
@@ -16,21 +27,33 @@ from huisclos.config import (
     StoreError,
     VaultBusyError,
 )
-from huisclos.pipeline.server.schemas import AnswerOut, CitationOut
+from huisclos.pipeline.api import Huisclos
+from huisclos.pipeline.server.schemas import AnswerOut, CitationOut, ErrorOut
 
 if TYPE_CHECKING:
     from huisclos.pipeline.answering.answer import Answer, AnswerStream
-    from huisclos.pipeline.api import Huisclos
 
 __all__ = [
+    "EXCEPTION_HANDLERS",
+    "STREAM_HEADERS",
     "ApiError",
+    "Vault",
     "answer_out",
     "api_error",
     "check_client",
+    "error_responses",
     "location",
+    "opened_vault",
     "printable",
     "stream_answer",
 ]
+
+log = logging.getLogger(__name__)
+
+STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+"""Headers of a server-sent event stream (no proxy may buffer it)."""
+
+_Handler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
 
 
 class ApiError(Exception):
@@ -65,6 +88,59 @@ def api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, HuisclosError):
         return ApiError(500, "internal_error", message, "server_error")
     return ApiError(500, "internal_error", "internal error; see the server's log", "server_error")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` entries of a route's errors (each an :class:`ErrorOut`)."""
+    return {status: {"model": ErrorOut} for status in statuses}
+
+
+async def _on_api_error(request: Request, exc: ApiError) -> Response:
+    return exc.response()
+
+
+async def _on_huisclos_error(request: Request, exc: HuisclosError) -> Response:
+    log.warning("request failed: %s", type(exc).__name__)
+    return api_error(exc).response()
+
+
+async def _on_invalid(request: Request, exc: RequestValidationError) -> Response:
+    problems = "; ".join(
+        ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        + f": {error.get('msg', 'invalid')}"
+        for error in exc.errors()
+    )
+    return ApiError(422, "invalid_request", problems or "invalid request").response()
+
+
+async def _on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return ApiError(exc.status_code, code, str(exc.detail)).response()
+
+
+EXCEPTION_HANDLERS: dict[int | type[Exception], _Handler] = {
+    ApiError: _on_api_error,
+    HuisclosError: _on_huisclos_error,
+    RequestValidationError: _on_invalid,
+    StarletteHTTPException: _on_http_error,
+}
+"""FastAPI's ``exception_handlers``: every error in the one JSON shape."""
+
+
+async def opened_vault(request: Request) -> Huisclos:
+    """The vault the app serves (a FastAPI dependency: use :data:`Vault`).
+
+    Raises:
+        ApiError: 503, the app was built without a vault (for its OpenAPI description only).
+    """
+    hc: Huisclos | None = request.app.state.huisclos
+    if hc is None:
+        raise ApiError(503, "no_vault", "no vault is open", "server_error")
+    return hc
+
+
+Vault = Annotated[Huisclos, Depends(opened_vault)]
+"""A route's parameter ``hc: Vault`` receives the opened vault."""
 
 
 def printable(value: Any) -> Any:

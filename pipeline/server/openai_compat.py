@@ -25,7 +25,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -34,17 +34,20 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from huisclos.pipeline.server.core import (
+    STREAM_HEADERS,
     ApiError,
+    Vault,
     answer_out,
     api_error,
     check_client,
+    error_responses,
     printable,
     stream_answer,
 )
-from huisclos.pipeline.server.schemas import CitationOut, ErrorOut
+from huisclos.pipeline.server.schemas import CitationOut
 
 if TYPE_CHECKING:
-    from huisclos.pipeline.answering.answer import Answer
+    from huisclos.pipeline.answering.answer import Answer, AnswerStream
     from huisclos.pipeline.api import Huisclos
 
 __all__ = ["MODEL", "ChatRequest", "router", "sources_text"]
@@ -53,6 +56,9 @@ log = logging.getLogger(__name__)
 
 MODEL = "huisclos"
 """The model name for every client; ``huisclos:<client>`` for one."""
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+_ERRORS = error_responses(401, 403, 404, 422)
 
 
 class ContentPart(BaseModel):
@@ -130,103 +136,114 @@ def _question(request: ChatRequest) -> str:
     raise ApiError(422, "invalid_request", "the last user message holds no text")
 
 
-def _chunk(ident: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> str:
-    chunk = {
-        "id": ident,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+class _Reply:
+    """One reply's id, time and model, as every chunk of it repeats them."""
+
+    def __init__(self, model: str) -> None:
+        self.ident = "chatcmpl-" + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.model = model
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> str:
+        """One ``chat.completion.chunk`` event."""
+        chunk = {
+            "id": self.ident,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
 
-def router(vault: Callable[[], Huisclos]) -> APIRouter:
-    """The ``/v1`` routes over the vault that ``vault()`` returns."""
-    routes = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
-    errors: dict[int | str, dict[str, Any]] = {
-        status: {"model": ErrorOut} for status in (401, 403, 404, 422)
-    }
+def _scope(model: str) -> str | None:
+    """The client a model name stands for (None: every client).
 
-    def scope(model: str) -> str | None:
-        if model == MODEL:
-            return None
-        if model.startswith(f"{MODEL}:") and len(model) > len(MODEL) + 1:
-            return model[len(MODEL) + 1 :]
-        raise ApiError(
-            404, "model_not_found", f"no model {model!r}: use 'huisclos' or 'huisclos:<client>'"
-        )
-
-    @routes.get("/models", response_model=ModelsOut, responses=errors, summary="Models")
-    def models() -> ModelsOut:
-        created = int(time.time())
-        names = [MODEL] + [f"{MODEL}:{c.name}" for c in vault().status().clients]
-        return ModelsOut(data=[ModelOut(id=name, created=created) for name in names])
-
-    @routes.post(
-        "/chat/completions",
-        response_model=ChatCompletionOut,
-        responses={
-            **errors,
-            200: {
-                "description": "A chat.completion, or with stream=true server-sent "
-                "chat.completion.chunk events then 'data: [DONE]'",
-                "content": {"text/event-stream": {}},
-            },
-        },
-        summary="Answer the last user message (OpenAI-compatible)",
+    Raises:
+        ApiError: 404, the name is neither ``huisclos`` nor ``huisclos:<client>``.
+    """
+    if model == MODEL:
+        return None
+    if model.startswith(f"{MODEL}:") and len(model) > len(MODEL) + 1:
+        return model[len(MODEL) + 1 :]
+    raise ApiError(
+        404, "model_not_found", f"no model {model!r}: use 'huisclos' or 'huisclos:<client>'"
     )
-    async def chat(request: ChatRequest) -> Response:
-        opened = vault()
-        client = scope(request.model)
-        question = _question(request)
-        ident = "chatcmpl-" + secrets.token_hex(12)
-        created = int(time.time())
-        if not request.stream:
-            check_client(opened, client)
-            answer = await anyio.to_thread.run_sync(lambda: opened.ask(question, client=client))
-            out = await anyio.to_thread.run_sync(answer_out, opened, answer)
-            completion = ChatCompletionOut(
-                id=ident,
-                created=created,
-                model=request.model,
-                choices=[
-                    ChoiceOut(message=MessageOut(content=answer.answer + sources_text(answer)))
-                ],
-                citations=out.citations,
-            )
-            return JSONResponse(completion.model_dump())
-        stream, pieces = await stream_answer(opened, question, client)
 
-        async def events() -> AsyncIterator[str]:
-            yield _chunk(ident, created, request.model, {"role": "assistant", "content": ""}, None)
-            written: list[str] = []
-            try:
-                async for piece in pieces:
-                    if piece is None:
-                        break
-                    written.append(piece)
-                    yield _chunk(ident, created, request.model, {"content": piece}, None)
-                answer = await anyio.to_thread.run_sync(stream.result)
-                shown = "".join(written).strip()
-                tail = ""
-                if not answer.not_found and shown != answer.answer:
-                    tail = "\n\n" + answer.answer  # a marker was moved: the corrected answer
-                tail += sources_text(answer)
-                if tail:
-                    yield _chunk(ident, created, request.model, {"content": tail}, None)
-                yield _chunk(ident, created, request.model, {}, "stop")
-            except Exception as exc:  # noqa: BLE001  (the status line is sent: report in-stream)
-                log.warning("question failed: %s", type(exc).__name__)
-                yield f"data: {json.dumps(api_error(exc).body(), ensure_ascii=False)}\n\n"
-            finally:
-                await pieces.aclose()
-            yield "data: [DONE]\n\n"
 
-        return StreamingResponse(
-            events(),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
+async def _completion(
+    hc: Huisclos, question: str, client: str | None, reply: _Reply
+) -> ChatCompletionOut:
+    """The whole answer at once, its sources appended, as a ``chat.completion``."""
+    check_client(hc, client)
+    answer = await anyio.to_thread.run_sync(lambda: hc.ask(question, client=client))
+    out = await anyio.to_thread.run_sync(answer_out, hc, answer)
+    return ChatCompletionOut(
+        id=reply.ident,
+        created=reply.created,
+        model=reply.model,
+        choices=[ChoiceOut(message=MessageOut(content=answer.answer + sources_text(answer)))],
+        citations=out.citations,
+    )
 
-    return routes
+
+async def _chunks(
+    stream: AnswerStream, pieces: AsyncGenerator[str | None], reply: _Reply
+) -> AsyncIterator[str]:
+    """``chat.completion.chunk`` events as the pieces come, the sources, then ``[DONE]``."""
+    yield reply.chunk({"role": "assistant", "content": ""})
+    written: list[str] = []
+    try:
+        async for piece in pieces:
+            if piece is None:
+                break
+            written.append(piece)
+            yield reply.chunk({"content": piece})
+        answer = await anyio.to_thread.run_sync(stream.result)
+        shown = "".join(written).strip()
+        tail = ""
+        if not answer.not_found and shown != answer.answer:
+            tail = "\n\n" + answer.answer  # a marker was moved: the corrected answer
+        tail += sources_text(answer)
+        if tail:
+            yield reply.chunk({"content": tail})
+        yield reply.chunk({}, "stop")
+    except Exception as exc:  # noqa: BLE001  (the status line is sent: report in-stream)
+        log.warning("question failed: %s", type(exc).__name__)
+        yield f"data: {json.dumps(api_error(exc).body(), ensure_ascii=False)}\n\n"
+    finally:
+        await pieces.aclose()
+    yield "data: [DONE]\n\n"
+
+
+@router.get("/models", response_model=ModelsOut, responses=_ERRORS, summary="Models")
+def models(hc: Vault) -> ModelsOut:
+    created = int(time.time())
+    names = [MODEL] + [f"{MODEL}:{c.name}" for c in hc.status().clients]
+    return ModelsOut(data=[ModelOut(id=name, created=created) for name in names])
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletionOut,
+    responses={
+        **_ERRORS,
+        200: {
+            "description": "A chat.completion, or with stream=true server-sent "
+            "chat.completion.chunk events then 'data: [DONE]'",
+            "content": {"text/event-stream": {}},
+        },
+    },
+    summary="Answer the last user message (OpenAI-compatible)",
+)
+async def chat(request: ChatRequest, hc: Vault) -> Response:
+    client = _scope(request.model)
+    question = _question(request)
+    reply = _Reply(request.model)
+    if not request.stream:
+        completion = await _completion(hc, question, client, reply)
+        return JSONResponse(completion.model_dump())
+    stream, pieces = await stream_answer(hc, question, client)
+    return StreamingResponse(
+        _chunks(stream, pieces, reply), media_type="text/event-stream", headers=STREAM_HEADERS
+    )

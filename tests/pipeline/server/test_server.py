@@ -24,12 +24,16 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from fastapi.routing import APIRoute
 
 from huisclos.config import ConfigError, load_settings
 from huisclos.pipeline import Huisclos
 from huisclos.pipeline.cli import main
 from huisclos.pipeline.server import create_app, new_token, read_token, serve
+from huisclos.pipeline.server.app import route_table
 from huisclos.pipeline.server.openai_compat import MODEL
+from huisclos.pipeline.server.page import router as page_router
+from huisclos.pipeline.server.security import PROTECTED
 from tests.conftest import REPO
 from tests.fakes.ollama import FakeOllama, closed_port_url
 
@@ -334,21 +338,23 @@ def test_openai_streams_end_with_done_and_unknown_models_are_404(
     assert http.post("/v1/chat/completions", json=empty).status_code == 422
 
 
-def test_the_served_openapi_description_is_the_committed_one(http: httpx.Client) -> None:
+def _data_routes(hc: Huisclos) -> list[tuple[str, str]]:
+    """The (method, path) of every route that reaches the vault's data, from the app itself."""
+    routes = [
+        (method, path) for method, path in route_table(create_app(hc)) if path.startswith(PROTECTED)
+    ]
+    assert len(routes) >= 2, routes  # the enumeration sees the routes behind the routers
+    return routes
+
+
+def test_the_served_openapi_description_is_the_committed_one(
+    http: httpx.Client, indexed: Huisclos
+) -> None:
     served = http.get("/openapi.json").json()
     committed = json.loads((REPO / "docs" / "openapi.json").read_text(encoding="utf-8"))
     assert served == committed, "the API changed: run `make openapi` and commit docs/openapi.json"
-    assert set(served["paths"]) >= {
-        "/api/ask",
-        "/api/search",
-        "/api/status",
-        "/api/clients",
-        "/api/forget",
-        "/api/audit",
-        "/api/register",
-        "/v1/models",
-        "/v1/chat/completions",
-    }
+    described = {(method.upper(), path) for path, ops in served["paths"].items() for method in ops}
+    assert described == set(_data_routes(indexed))  # every data route is described
     assert http.get("/docs").status_code == 404  # Swagger UI would load scripts from a CDN
 
 
@@ -374,6 +380,21 @@ def test_cross_site_requests_are_refused_on_loopback(
     sent = {"Content-Type": "application/json", **headers}
     response = http.request(method, path, content=body, headers=sent)
     assert response.status_code == status, response.text
+    assert http.get("/api/clients").json()["clients"][0]["name"] == "Dupont SARL"  # not erased
+
+
+def test_every_post_under_api_needs_the_custom_header_on_loopback(
+    http: httpx.Client, indexed: Huisclos
+) -> None:
+    posts = [path for method, path in _data_routes(indexed) if method == "POST"]
+    assert any(path.startswith("/api/") for path in posts)
+    for path in posts:
+        response = http.post(path, json={"client": "Dupont SARL"})
+        if path.startswith("/api/"):
+            assert response.status_code == 403, path
+            assert response.json()["error"]["code"] == "missing_header"
+        else:  # /v1: OpenAI clients send no such header; their requests are JSON
+            assert response.status_code != 403, path
     assert http.get("/api/clients").json()["clients"][0]["name"] == "Dupont SARL"  # not erased
 
 
@@ -440,6 +461,13 @@ def test_beyond_loopback_a_request_without_the_token_is_refused(
             assert "files" not in refused.text
         assert http.post("/api/forget", json={"client": "Martin"}).status_code == 401
         assert http.get("/v1/models").status_code == 401
+        for method, path in _data_routes(indexed):  # every route with data, none forgotten
+            assert http.request(method, path, json={}).status_code == 401, (method, path)
+        # all else is the page and the description, which hold no data
+        app = create_app(indexed, token=token, host="0.0.0.0")
+        page = {route.path for route in page_router.routes if isinstance(route, APIRoute)}
+        data = {path for _, path in _data_routes(indexed)}
+        assert {path for _, path in route_table(app)} - data == page | {app.openapi_url}
         bearer = {"Authorization": f"Bearer {token}"}
         assert http.get("/api/status", headers=bearer).json()["files"] == 3
         # a LAN client's Host is the server's name or address, not localhost
@@ -458,6 +486,7 @@ def test_token_files_are_private_and_checked(tmp_path: Path) -> None:
     assert len(token) >= 32 and path.stat().st_mode & 0o777 == 0o600
     assert read_token(path) == token
     assert new_token(path) != token  # a new one replaces the old
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left beside it
     path.chmod(0o644)
     with pytest.raises(ConfigError, match="readable by others"):
         read_token(path)
