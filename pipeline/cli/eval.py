@@ -1,4 +1,8 @@
-"""``huisclos eval``: retrieval and answer quality on labelled sets, in a throw-away vault."""
+"""``huisclos eval``: retrieval and answer quality on labelled sets, in a throw-away vault.
+
+The scores go to standard output, or with ``--json`` to standard error followed
+by one JSON line on standard output (what scripts and the benchmarks read).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,13 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["add_parsers", "run"]
+from huisclos.config import Settings
+from huisclos.pipeline.cli.command import Subcommands
+
+__all__ = ["add_parsers"]
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: Subcommands) -> None:
     """Add ``eval retrieval`` and ``eval answers`` to the ``huisclos`` parser."""
     evaluate = sub.add_parser(
         "eval", help="measure retrieval or answer quality on a labelled set (throw-away vault)"
@@ -28,6 +35,8 @@ def add_parsers(sub: Any) -> None:
     )
     answers.add_argument("qa", help='one {"question", "answers", "source_file"} per line')
     answers.add_argument("--docs", required=True, help="folder source_file paths are relative to")
+    retrieval.set_defaults(handler=_retrieval)
+    answers.set_defaults(handler=_answers)
     for parser in (retrieval, answers):
         parser.add_argument("--limit", type=int, help="only this many questions")
         parser.add_argument(
@@ -52,30 +61,31 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run one ``huisclos eval`` command; prints the scores."""
-    if args.eval_command == "retrieval":
-        from huisclos.pipeline.evaluation.retrieval import evaluate_retrieval
+def _retrieval(args: argparse.Namespace, settings: Settings) -> int:
+    from huisclos.pipeline.evaluation.retrieval import evaluate_retrieval
 
-        report = evaluate_retrieval(
-            args.folder,
-            split=args.split,
-            limit=args.limit,
-            home=args.keep_vault,
-            **_overrides(args),
-        )
-        print(
-            f"{report.queries} queries over {report.documents} documents "
-            f"({report.retrieval}, {report.embedding_model}): "
-            f"nDCG@10 {report.ndcg_at_10:.4f}, Recall@5 {report.recall_at_5:.4f}, "
-            f"Recall@10 {report.recall_at_10:.4f}, MRR@10 {report.mrr_at_10:.4f}; "
-            f"search median {report.median_query_ms:.0f} ms, p95 {report.p95_query_ms:.0f} ms; "
-            f"indexed in {report.index_seconds:.0f} s, {report.seconds:.0f} s in all",
-            file=sys.stderr if args.json else sys.stdout,
-        )
-        if args.json:
-            print(json.dumps(report.summary()))
-        return 0
+    report = evaluate_retrieval(
+        args.folder,
+        split=args.split,
+        limit=args.limit,
+        home=args.keep_vault,
+        **_overrides(args),
+    )
+    print(
+        f"{report.queries} queries over {report.documents} documents "
+        f"({report.retrieval}, {report.embedding_model}): "
+        f"nDCG@10 {report.ndcg_at_10:.4f}, Recall@5 {report.recall_at_5:.4f}, "
+        f"Recall@10 {report.recall_at_10:.4f}, MRR@10 {report.mrr_at_10:.4f}; "
+        f"search median {report.median_query_ms:.0f} ms, p95 {report.p95_query_ms:.0f} ms; "
+        f"indexed in {report.index_seconds:.0f} s, {report.seconds:.0f} s in all",
+        file=sys.stderr if args.json else sys.stdout,
+    )
+    if args.json:
+        print(json.dumps(report.summary()))
+    return 0
+
+
+def _answers(args: argparse.Namespace, settings: Settings) -> int:
     from huisclos.pipeline.evaluation.answers import evaluate_answers
 
     result = evaluate_answers(

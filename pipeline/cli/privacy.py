@@ -1,6 +1,9 @@
 """The privacy commands of ``huisclos``: forget, include, keys, audit, register, retention.
 
-A thin layer over :class:`huisclos.pipeline.Huisclos`, like the rest of the CLI.
+A thin layer over :class:`huisclos.pipeline.Huisclos`, like the rest of the CLI:
+every leaf command has its handler on its parser (see :mod:`.command`), and all
+of them work on the opened vault. ``audit verify`` exits 1 when the trail was
+tampered with; ``forget`` asks for confirmation unless ``--yes``.
 """
 
 from __future__ import annotations
@@ -11,16 +14,18 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from huisclos.config import ConfigError
+from huisclos.pipeline.cli.command import Subcommands, on_the_vault
 
-__all__ = ["COMMANDS", "add_parsers", "run"]
+if TYPE_CHECKING:
+    from huisclos.pipeline.api import Huisclos
 
-COMMANDS = frozenset({"forget", "include", "keys", "audit", "register", "retention"})
+__all__ = ["add_parsers"]
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: Subcommands) -> None:
     """Add the privacy sub-commands to the ``huisclos`` parser."""
     forget = sub.add_parser(
         "forget",
@@ -35,6 +40,7 @@ def add_parsers(sub: Any) -> None:
     target.add_argument("--path", help="a file or folder inside an indexed root")
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     forget.add_argument("--json", action="store_true")
+    forget.set_defaults(handler=on_the_vault(_forget))
 
     include = sub.add_parser(
         "include", help="let a forgotten client or path be indexed again (next index run)"
@@ -42,6 +48,7 @@ def add_parsers(sub: Any) -> None:
     again = include.add_mutually_exclusive_group(required=True)
     again.add_argument("--client")
     again.add_argument("--path")
+    include.set_defaults(handler=on_the_vault(_include))
 
     audit = sub.add_parser("audit", help="the audit trail: who did what, when")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -53,62 +60,55 @@ def add_parsers(sub: Any) -> None:
         "--questions", action="store_true", help="decrypt the questions (this is audited too)"
     )
     show.add_argument("--json", action="store_true", help="one JSON object per line")
-    audit_sub.add_parser(
+    show.set_defaults(handler=on_the_vault(_audit_show))
+    verify = audit_sub.add_parser(
         "verify", help="check the hash chain: edited, removed, reordered records (exit 1 if so)"
     )
+    verify.set_defaults(handler=on_the_vault(_audit_verify))
 
     register = sub.add_parser(
         "register", help="the processing register (GDPR art. 30) an inspector asks for"
     )
     register.add_argument("--format", choices=("md", "json"), default="md")
     register.add_argument("--lang", choices=("fr", "en"), default="fr")
+    register.set_defaults(handler=on_the_vault(_register))
 
     retention = sub.add_parser("retention", help="erase what the retention settings call for")
     retention_sub = retention.add_subparsers(dest="retention_command", required=True)
     apply = retention_sub.add_parser("apply", help="apply the retention rules now")
     apply.add_argument("--dry-run", action="store_true", help="only list what would be erased")
     apply.add_argument("--json", action="store_true")
+    apply.set_defaults(handler=on_the_vault(_retention))
 
     keys = sub.add_parser("keys", help="master key operations")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    keys_sub.add_parser(
+    rotate = keys_sub.add_parser(
         "rotate",
         help="replace the master key (re-wraps data keys; no record re-encrypted); a "
         "passphrase vault reads the new passphrase from HUISCLOS_NEW_PASSPHRASE or asks",
     )
+    rotate.set_defaults(handler=on_the_vault(_rotate))
 
 
-def run(hc: Any, args: argparse.Namespace) -> int:
-    """Run one privacy command on an opened :class:`Huisclos`; returns the exit code."""
-    if args.command == "audit":
-        return _audit(hc, args)
-    if args.command == "register":
-        _register(hc, args)
-    elif args.command == "forget":
-        _forget(hc, args)
-    elif args.command == "include":
-        if hc.include(client=args.client, path=args.path):
-            print("included again: it will be indexed by the next index run or the watcher")
-        else:
-            print("it was not excluded: nothing to do")
-    elif args.command == "keys":
-        _rotate(hc)
-    elif args.command == "retention":
-        _retention(hc, args)
+def _include(hc: Huisclos, args: argparse.Namespace) -> int:
+    if hc.include(client=args.client, path=args.path):
+        print("included again: it will be indexed by the next index run or the watcher")
+    else:
+        print("it was not excluded: nothing to do")
     return 0
 
 
-def _retention(hc: Any, args: argparse.Namespace) -> None:
+def _retention(hc: Huisclos, args: argparse.Namespace) -> int:
     from huisclos.pipeline.privacy.retention import retention_configured
 
     report = hc.apply_retention(dry_run=args.dry_run)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
-        return
+        return 0
     if not report.actions:
         configured = retention_configured(hc.settings)
         print("nothing to erase" if configured else "no retention rule is set: nothing to do")
-        return
+        return 0
     verb = "would erase" if report.dry_run else "erased"
     for action in report.actions:
         item = action.to_dict()
@@ -118,6 +118,7 @@ def _retention(hc: Any, args: argparse.Namespace) -> None:
         print(f"{verb} {action.client}: {what}, {item['files']} files, {item['chunks']} chunks")
     if not report.dry_run and report.master_key != "unchanged":
         print(f"  master key: {report.master_key}")
+    return 0
 
 
 def _since(text: str | None) -> datetime | None:
@@ -130,18 +131,20 @@ def _since(text: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _audit(hc: Any, args: argparse.Namespace) -> int:
-    if args.audit_command == "verify":
-        report = hc.verify_audit()
-        for problem in report.problems:
-            where = f"line {problem.line}" + (f" (seq {problem.seq})" if problem.seq else "")
-            print(f"{where}: {problem.kind}: {problem.message}")
-        if report.ok:
-            print(f"audit trail intact: {report.records} records")
-            return 0
-        print(f"audit trail NOT intact: {len(report.problems)} problem(s) in {report.records} "
-              "records", file=sys.stderr)  # fmt: skip
-        return 1
+def _audit_verify(hc: Huisclos, args: argparse.Namespace) -> int:
+    report = hc.verify_audit()
+    for problem in report.problems:
+        where = f"line {problem.line}" + (f" (seq {problem.seq})" if problem.seq else "")
+        print(f"{where}: {problem.kind}: {problem.message}")
+    if report.ok:
+        print(f"audit trail intact: {report.records} records")
+        return 0
+    print(f"audit trail NOT intact: {len(report.problems)} problem(s) in {report.records} "
+          "records", file=sys.stderr)  # fmt: skip
+    return 1
+
+
+def _audit_show(hc: Huisclos, args: argparse.Namespace) -> int:
     entries = hc.audit(
         client=args.client, since=_since(args.since), actions=args.action, questions=args.questions
     )
@@ -166,7 +169,7 @@ def _audit(hc: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _register(hc: Any, args: argparse.Namespace) -> None:
+def _register(hc: Huisclos, args: argparse.Namespace) -> int:
     from huisclos.pipeline.privacy.register import render_markdown
 
     register = hc.register()
@@ -174,6 +177,7 @@ def _register(hc: Any, args: argparse.Namespace) -> None:
         print(json.dumps(register, ensure_ascii=False, indent=2))
     else:
         print(render_markdown(register, args.lang))
+    return 0
 
 
 def _confirm(question: str) -> bool:
@@ -182,14 +186,14 @@ def _confirm(question: str) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in {"y", "yes", "o", "oui"}
 
 
-def _forget(hc: Any, args: argparse.Namespace) -> None:
+def _forget(hc: Huisclos, args: argparse.Namespace) -> int:
     what = f"client {args.client!r}" if args.client else f"{args.path}"
     if not args.yes and not _confirm(f"Erase {what} from the index for good?"):
         raise ConfigError("nothing erased: confirm with --yes (or answer y)")
     report = hc.forget(client=args.client, path=args.path)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
-        return
+        return 0
     print(f"erased {what}: {report.files} files, {report.chunks} chunks")
     if report.key_destroyed:
         print("  its data key was destroyed: what any copy holds of it can no longer be read")
@@ -207,9 +211,10 @@ def _forget(hc: Any, args: argparse.Namespace) -> None:
         print(f"  still on disk, no longer indexed: {path}")
         flag = f"--client {args.client!r}" if args.client else f"--path {path!r}"
         print(f"    to index it again: huisclos include {flag}")
+    return 0
 
 
-def _rotate(hc: Any) -> None:
+def _rotate(hc: Huisclos, args: argparse.Namespace) -> int:
     new_passphrase = None
     if hc.settings.passphrase is not None or hc.settings.key_source == "passphrase":
         new_passphrase = os.environ.get("HUISCLOS_NEW_PASSPHRASE")
@@ -222,3 +227,4 @@ def _rotate(hc: Any) -> None:
         print("master key rotated: use the new passphrase from now on")
     else:
         print(f"master key rotated; the new key is in the {source}")
+    return 0
