@@ -9,8 +9,8 @@ variable, in ``docs/configuration.md`` (generated from this class by
 The environment: every setting is read here, and only here. A few other
 variables are read or set elsewhere, and are not settings:
 
-- read here for defaults: ``HUISCLOS_HOME``, ``XDG_DATA_HOME``, ``XDG_CACHE_HOME``
-  (``XDG_CACHE_HOME`` also by :mod:`huisclos.pipeline.models.llm_weights`);
+- read here for defaults: ``HUISCLOS_HOME``, ``XDG_DATA_HOME`` (the vault),
+  ``XDG_CACHE_HOME`` (:func:`default_cache_dir`);
 - ``HUISCLOS_NEW_PASSPHRASE``: read once by ``huisclos keys rotate`` on a
   passphrase vault (the CLI, :mod:`huisclos.pipeline.cli`), so that the new
   passphrase need not be typed;

@@ -47,11 +47,9 @@ def begin(name: str) -> str:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    cli = importlib.import_module("huisclos.pipeline.cli")
-    build = getattr(cli, "build_parser", None)
-    if build is None:  # the package may not re-export it
-        build = importlib.import_module("huisclos.pipeline.cli.main").build_parser
-    parser: argparse.ArgumentParser = build()
+    parser: argparse.ArgumentParser = importlib.import_module(
+        "huisclos.pipeline.cli"
+    ).build_parser()
     return parser
 
 
