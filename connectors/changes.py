@@ -14,6 +14,12 @@ continuous activity. A file is only released once it is complete:
 
 Names the filter rejects (Office lock files, temporary and hidden files) are
 never reported; a rename from such a name onto a kept one reports the target.
+
+Time comes from a :class:`Clock` (the system's by default): every rule above
+is a deadline (``last event + quiet``, ``first + max delay``, ``last change +
+settle``) compared with ``clock.monotonic()``, and the stream waits until the
+nearest one (or a short step, to notice ``stop_event``). Tests give a fake
+clock and a fake :class:`EventSource`, and see batches at exact times.
 Example::
 
     stop = threading.Event()
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import threading
 import time
@@ -55,10 +62,13 @@ from watchdog.observers.polling import PollingObserver
 from huisclos.connectors.scan import FileFilter
 
 __all__ = [
+    "SYSTEM_CLOCK",
     "Change",
     "ChangeStream",
+    "Clock",
     "EventSource",
     "FileChange",
+    "SystemClock",
     "WatchdogSource",
     "network_filesystem",
     "observer_mode",
@@ -128,6 +138,37 @@ class EventSource(Protocol):
     def start(self, emit: Callable[[FileSystemEvent], None]) -> None: ...
 
     def stop(self) -> None: ...
+
+
+class Clock(Protocol):
+    """What waiting code needs of time: the system's clock, or a fake in tests."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (only differences mean something)."""
+        ...
+
+    def wait(self, event: threading.Event, deadline: float) -> bool:
+        """Block until ``event`` is set or :meth:`monotonic` reaches ``deadline``.
+
+        Returns:
+            Whether ``event`` is set.
+        """
+        ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` and ``Event.wait``."""
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, deadline: float) -> bool:
+        """``event.wait`` until ``deadline`` (returns at once if it has passed)."""
+        return event.wait(max(0.0, deadline - time.monotonic()))
+
+
+SYSTEM_CLOCK = SystemClock()
 
 
 def network_filesystem(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
@@ -267,18 +308,22 @@ class _Collector:
         max_delay: float,
         settle: float,
         poll: float,
+        clock: Clock,
     ) -> None:
         self._roots = sorted((Path(r) for r in roots), key=lambda r: len(r.parts), reverse=True)
         self._keep = keep
         self._modes = modes
         self._quiet, self._max_delay = quiet, max_delay
         self._settle, self._poll = settle, poll
+        self._clock = clock
         self._pending: dict[tuple[Path, str], _Pending] = {}
         self._last_event = 0.0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._arrived = threading.Event()
+        """Set by :meth:`feed`, cleared by :meth:`wait`: wakes the stream early."""
 
     def __len__(self) -> int:
-        with self._cond:
+        with self._lock:
             return len(self._pending)
 
     def _locate(self, raw: str | bytes) -> tuple[Path, str] | None:
@@ -295,10 +340,10 @@ class _Collector:
 
     def feed(self, event: FileSystemEvent) -> None:
         """Take one watchdog event (called from the observer's thread)."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         is_dir = event.is_directory
         source = self._locate(event.src_path)
-        with self._cond:
+        with self._lock:
             if isinstance(event, FileMovedEvent | DirMovedEvent):
                 target = self._locate(event.dest_path) if event.dest_path else None
                 if source:
@@ -322,7 +367,7 @@ class _Collector:
                 self._pending[source].written = True
             else:
                 return
-            self._cond.notify_all()
+        self._arrived.set()
 
     def _note(
         self, where: tuple[Path, str], change: Change, is_dir: bool, complete: bool, now: float
@@ -342,20 +387,40 @@ class _Collector:
         old.complete = complete
         old.last = now
 
-    def _ready(self, where: tuple[Path, str], item: _Pending, now: float) -> bool:
+    def _ready_at(self, where: tuple[Path, str], item: _Pending) -> float:
+        """When the item is complete: at once, or once unchanged for the settle time."""
         if item.change is Change.deleted or item.is_dir or item.complete:
-            return True
+            return -math.inf
         if self._modes(where[0]) == "polling":  # size and mtime stable over polls
-            return now - item.last >= max(self._poll * 1.5, self._settle)
-        return now - item.last >= self._settle
+            return item.last + max(self._poll * 1.5, self._settle)
+        return item.last + self._settle
+
+    def _ready(self, where: tuple[Path, str], item: _Pending, now: float) -> bool:
+        return now >= self._ready_at(where, item)
+
+    def next_due(self, now: float) -> float | None:
+        """The nearest deadline after ``now`` at which :meth:`take` may release more.
+
+        None: nothing pending changes without new events.
+        """
+        with self._lock:
+            if not self._pending:
+                return None
+            oldest = min(item.first for item in self._pending.values())
+            deadlines = [self._last_event + self._quiet, oldest + self._max_delay]
+            for where, item in self._pending.items():
+                deadlines.append(self._ready_at(where, item))
+                if item.change is Change.deleted:
+                    deadlines.append(item.first + self._max_delay)
+            return min((d for d in deadlines if d > now), default=None)
 
     def take(self, now: float) -> set[FileChange]:
         """The changes ready to be released now (removed from the pending set)."""
-        with self._cond:
+        with self._lock:
             if not self._pending:
                 return set()
             oldest = min(item.first for item in self._pending.values())
-            if now - self._last_event < self._quiet and now - oldest < self._max_delay:
+            if now < self._last_event + self._quiet and now < oldest + self._max_delay:
                 return set()
             # files listed in a directory that just appeared (moved in, unpacked)
             # are covered by the scan of that directory
@@ -400,7 +465,7 @@ class _Collector:
                     w
                     for w in ready
                     if self._pending[w].change is not Change.deleted
-                    or now - self._pending[w].first >= self._max_delay
+                    or now >= self._pending[w].first + self._max_delay
                 ]
             batch = set()
             for where in ready:
@@ -408,9 +473,10 @@ class _Collector:
                 batch.add(FileChange(item.change, where[0], where[1], item.is_dir))
             return batch
 
-    def wait(self, timeout: float) -> None:
-        with self._cond:
-            self._cond.wait(timeout)
+    def wait(self, deadline: float) -> None:
+        """Until ``deadline``, or sooner if an event arrives (or arrived since the last wait)."""
+        self._clock.wait(self._arrived, deadline)
+        self._arrived.clear()  # events after this are seen by the next wait
 
 
 class ChangeStream:
@@ -434,14 +500,23 @@ class ChangeStream:
         settle: float,
         poll: float,
         idle: float | None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.stop_event = stop_event
         self.modes = modes
         self._source = source
         self._idle = idle
+        self._clock = clock
         self._step = min(0.05, quiet / 4)
         self._collector = _Collector(
-            roots, keep, lambda root: modes.get(root, default), quiet, max_delay, settle, poll
+            roots,
+            keep,
+            lambda root: modes.get(root, default),
+            quiet,
+            max_delay,
+            settle,
+            poll,
+            clock,
         )
         self._started = False
 
@@ -464,18 +539,25 @@ class ChangeStream:
     def __iter__(self) -> Iterator[set[FileChange]]:
         owned = not self._started
         self.__enter__()
-        last = time.monotonic()
+        idle = math.inf if self._idle is None else self._idle
+        last = self._clock.monotonic()
         try:
             while not self.stop_event.is_set():
-                self._collector.wait(self._step)
-                now = time.monotonic()
+                self._collector.wait(self._deadline(last + idle))
+                now = self._clock.monotonic()
                 batch = self._collector.take(now)
-                if batch or (self._idle is not None and now - last >= self._idle):
+                if batch or now >= last + idle:
                     last = now
                     yield batch
         finally:
             if owned:
                 self.__exit__()
+
+    def _deadline(self, idle_tick: float) -> float:
+        """The next wake-up: the nearest deadline, the idle tick, or a step (to see a stop)."""
+        now = self._clock.monotonic()
+        due = self._collector.next_due(now)
+        return min(now + self._step, idle_tick, math.inf if due is None else due)
 
 
 def watch_changes(
@@ -490,6 +572,7 @@ def watch_changes(
     settle_seconds: float = 2.0,
     idle_ms: int | None = None,
     source: EventSource | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> ChangeStream:
     """Batches of changes under ``roots`` until ``stop_event`` is set.
 
@@ -506,6 +589,7 @@ def watch_changes(
         idle_ms: if set, an empty batch is yielded after this long without one
             (like watchfiles' ``yield_on_timeout``), so the consumer can do periodic work.
         source: the event source (default: watchdog observers over ``roots``).
+        clock: the clock deadlines are read from (default: the system's; a fake in tests).
     """
     resolved = [Path(root).resolve() for root in roots]
     events = source or WatchdogSource(resolved, mode, poll_seconds)
@@ -522,4 +606,5 @@ def watch_changes(
         settle_seconds,
         poll_seconds,
         None if idle_ms is None else idle_ms / 1000,
+        clock,
     )

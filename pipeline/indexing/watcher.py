@@ -14,7 +14,9 @@ One long-lived loop per vault (it holds the vault's writer lock):
    catches up; a full reconcile also runs every ``watch_rescan_minutes``.
 
 Its state (counts, times, error types; never a path) is written to
-``watch.json`` in the vault for ``huisclos status``.
+``watch.json`` in the vault for ``huisclos status``. Delays (retries, the
+wait for a root, rescans, the change stream's) are read from a
+:class:`~huisclos.connectors.changes.Clock`: the system's, or a fake in tests.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from huisclos.config import ConfigError, HuisclosError, VaultBusyError
-from huisclos.connectors.changes import ChangeStream, EventSource, FileChange, watch_changes
+from huisclos.connectors.changes import (
+    SYSTEM_CLOCK,
+    ChangeStream,
+    Clock,
+    EventSource,
+    FileChange,
+    watch_changes,
+)
 from huisclos.connectors.scan import ignore_filter
 from huisclos.index.vault import Vault
 from huisclos.pipeline.indexing.ingest import IndexReport, Ingestor
@@ -118,6 +127,7 @@ class Watcher:
         source: event source for tests (default: watchdog observers).
         on_batch: called after each batch is indexed, with its report.
         retention: applied after each catch-up and periodic rescan (erasures due).
+        clock: where delays are read from (default: the system's; a fake in tests).
     """
 
     def __init__(
@@ -130,6 +140,7 @@ class Watcher:
         source: EventSource | None = None,
         on_batch: Callable[[IndexReport], None] | None = None,
         retention: Callable[[], object] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.vault, self.ingestor = vault, ingestor
         self._retention = retention
@@ -138,6 +149,7 @@ class Watcher:
         self.stop_event = stop_event or threading.Event()
         self._source = source
         self._on_batch = on_batch
+        self._clock = clock
         self._retries: list[_Retry] = []
         self._stream: ChangeStream | None = None
         self.state = WatchState(pid=os.getpid(), roots=len(self.roots), started_at=time.time())
@@ -165,7 +177,7 @@ class Watcher:
                             len(self.roots) - len(available), len(self.roots),
                         )  # fmt: skip
                         if not available:
-                            self.stop_event.wait(_ROOT_CHECK)
+                            self._clock.wait(self.stop_event, self._clock.monotonic() + _ROOT_CHECK)
                             continue
                     self._watch(available)
             except _Stopped:
@@ -186,6 +198,7 @@ class Watcher:
             settle_seconds=self.settings.watch_settle_seconds,
             idle_ms=1000,
             source=self._source,
+            clock=self._clock,
         )
         self._stream = stream
         # events are collected from here on: nothing done during the catch-up is missed
@@ -196,7 +209,7 @@ class Watcher:
                 self._catch_up(roots)
             except (HuisclosError, OSError) as exc:  # retried at the next rescan
                 self._failed(exc)
-                self._last_rescan = time.monotonic()
+                self._last_rescan = self._clock.monotonic()
             self._set("running")
             for batch in stream:
                 if batch:
@@ -209,7 +222,7 @@ class Watcher:
                         self._catch_up(roots)
                     except (HuisclosError, OSError) as exc:  # next time, then
                         self._failed(exc)
-                        self._last_rescan = time.monotonic()
+                        self._last_rescan = self._clock.monotonic()
                     self._set("running")
                 self._set(self.state.state)
 
@@ -219,7 +232,7 @@ class Watcher:
 
     def _rescan_due(self) -> bool:
         minutes = self.settings.watch_rescan_minutes
-        return bool(minutes) and time.monotonic() - self._last_rescan >= minutes * 60
+        return bool(minutes) and self._clock.monotonic() - self._last_rescan >= minutes * 60
 
     # --- catching up -------------------------------------------------------------
 
@@ -238,7 +251,7 @@ class Watcher:
             rels = [keys.vault_cipher.decrypt(ct, root_id) for _, ct in entries]
             self._count(self._index(self.ingestor.update, root, rels, self._check_stop))
             self.vault.manifest.queue_remove(qid for qid, _ in entries)
-        self._last_rescan = time.monotonic()
+        self._last_rescan = self._clock.monotonic()
         log.info("caught up: %d queued paths re-checked", len(queued))
         if self._retention is not None:
             self._set("applying retention")
@@ -250,7 +263,7 @@ class Watcher:
     # --- batches ---------------------------------------------------------------------
 
     def _process(self, batch: set[FileChange]) -> None:
-        started = time.monotonic()
+        started = time.monotonic()  # the log says how long the work took
         by_root: dict[Path, list[str]] = {}
         for change in batch:
             by_root.setdefault(change.root, []).append(change.rel)
@@ -266,7 +279,7 @@ class Watcher:
                 self._failed(exc)
                 if isinstance(exc, ConfigError) and not root.is_dir():
                     continue  # the root went away: the queue keeps the paths for later
-                now = time.monotonic()
+                now = self._clock.monotonic()
                 self._retries += [
                     _Retry(root, rel, qid, _RETRY_FIRST, now + _RETRY_FIRST)
                     for rel, qid in zip(rels, ids, strict=True)
@@ -285,7 +298,7 @@ class Watcher:
 
     def _retry_due(self) -> None:
         """Retry failed paths one by one, each with its own growing delay."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         due = [retry for retry in self._retries if retry.due <= now]
         for retry in due:
             try:
@@ -295,7 +308,7 @@ class Watcher:
             except Exception as exc:  # noqa: BLE001 (a service loop: retried later)
                 self._failed(exc)
                 retry.delay = min(retry.delay * 2, _RETRY_MAX)
-                retry.due = time.monotonic() + retry.delay
+                retry.due = self._clock.monotonic() + retry.delay
                 continue
             self._retries.remove(retry)
             self.vault.manifest.queue_remove([retry.queue_id])
